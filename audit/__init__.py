@@ -1,0 +1,1 @@
+"""Audit log (hash-chained, append-only) and provenance."""

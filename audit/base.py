@@ -1,0 +1,45 @@
+"""The ``AuditStore`` extension point and the frozen ``AuditEntry`` value."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlmodel import Session
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One committed decision. ``hash`` chains it to the entry before (see ``audit.chain``)."""
+
+    seq: int
+    id: str
+    ts: str
+    tenant: str
+    kind: str
+    payload: Mapping[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    first_bad_id: str | None = None
+    reason: str | None = None
+
+
+class AuditStore(Protocol):
+    """Append-only, hash-chained decisions. ``append`` joins the caller's transaction; the caller commits."""
+
+    def append(self, session: Session, *, tenant: str, kind: str, payload: Mapping[str, Any]) -> AuditEntry: ...
+
+    def get(self, session: Session, entry_id: str, *, tenant: str | None = None) -> AuditEntry | None: ...
+
+    def list(self, session: Session, *, tenant: str | None = None, limit: int = 50, after_seq: int = 0
+             ) -> Sequence[AuditEntry]: ...
+
+    def verify(self, session: Session) -> VerifyReport: ...

@@ -1,0 +1,1 @@
+"""mediagate gateway: the FastAPI edge, the governed flow, settings, CLI."""

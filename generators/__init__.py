@@ -1,0 +1,1 @@
+"""Generators: model registry, diffusers pipelines and the template compositor."""

@@ -1,0 +1,1 @@
+"""Quality, brand and safety scorers that fill each image's ScoreCard."""
