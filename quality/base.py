@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -63,6 +64,9 @@ def score_images(
             values = scorer.score(images)
             if len(values) != len(images):
                 raise ValueError(f"returned {len(values)} results for {len(images)} images")
+            bad = [k for vals in values for k, v in vals.items() if not math.isfinite(v)]
+            if bad:
+                raise ValueError(f"non-finite values for {sorted(set(bad))}")
             error = None
         except Exception as exc:  # noqa: BLE001 - any scorer failure must become an incomplete card, not a crash
             values, error = [{} for _ in images], f"{type(exc).__name__}: {exc}"
@@ -70,7 +74,6 @@ def score_images(
         if observe is not None:
             observe(scorer.name, duration)
         for i, vals in enumerate(values):
-            per_image[i].append(
-                ScoreResult(scorer.name, scorer.version, error is None, dict(vals), duration / max(len(images), 1), error)
-            )
+            share = duration / max(len(images), 1)
+            per_image[i].append(ScoreResult(scorer.name, scorer.version, error is None, dict(vals), share, error))
     return [ScoreCard(tuple(results)) for results in per_image]

@@ -1,0 +1,171 @@
+"""Text-to-image with any diffusers pipeline directory on disk (the tiny demo model, SD-Turbo, SDXL, ...).
+
+Loading goes through the ordinary ``from_pretrained(local_dir)`` path with the hub switched off: the gateway never
+downloads weights. torch and diffusers are imported here only; the gateway imports this module lazily.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gateway.errors import InvalidInput
+from generators.base import GeneratedImage, GenerationSpec
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+# Files that decide what a pipeline directory computes: weights, configs and tokenizer vocabularies. READMEs, lock
+# files and other strays do not change the model, so they do not change its revision either.
+REVISION_SUFFIXES = frozenset({".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".json", ".txt", ".model", ".yaml"})
+SIZE_MULTIPLE = 8  # the VAE of Stable Diffusion and its descendants downsamples by 8
+_DTYPES = {"float16": "float16", "fp16": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16", "float32": "float32"}
+
+
+def directory_revision(model_dir: Path) -> str:
+    """A content revision of a pipeline directory: ``sha256:`` and 16 hex digits.
+
+    Hashes each relevant file's relative POSIX path and bytes, in sorted path order. Paths and contents are
+    length-prefixed so that no two different directories can produce the same byte stream.
+    """
+    root = Path(model_dir)
+    files = sorted(
+        (p for p in root.rglob("*") if p.is_file() and p.suffix in REVISION_SUFFIXES and not _hidden(p, root)),
+        key=lambda p: p.relative_to(root).as_posix(),
+    )
+    digest = hashlib.sha256(b"mediagate-model-revision-v1\0")
+    for path in files:
+        name = path.relative_to(root).as_posix().encode("utf-8")
+        digest.update(len(name).to_bytes(8, "big") + name + path.stat().st_size.to_bytes(8, "big"))
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    """Dot-files and anything under a dot-directory (``.cache``, a half-written build) are not part of the model."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` means the first CUDA device when there is one, else the CPU."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """``auto`` means float16 on CUDA (half the memory, tensor cores) and float32 elsewhere (CPUs lack fast fp16)."""
+    import torch
+
+    if dtype == "auto":
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    if dtype not in _DTYPES:
+        raise ValueError(f"`dtype` must be 'auto' or one of {sorted(_DTYPES)} but is {dtype!r}")
+    return getattr(torch, _DTYPES[dtype])
+
+
+class DiffusersTxt2Img:
+    """A :class:`generators.base.Generator` backed by a diffusers text-to-image pipeline loaded from ``model_dir``.
+
+    One pipeline call renders all ``spec.n`` images, each from its own ``torch.Generator`` seeded ``spec.seed + i``,
+    so any single image can be reproduced on its own. Calls are serialised with a lock: schedulers keep per-call
+    state (timesteps, step index) on the shared pipeline object and are not thread-safe.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        model_dir: Path,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        default_steps: int = 2,
+        guidance_scale: float = 1.0,
+    ) -> None:
+        model_dir = Path(model_dir)
+        if not (model_dir / "model_index.json").is_file():
+            what = "has no model_index.json" if model_dir.is_dir() else "does not exist"
+            raise FileNotFoundError(f"diffusers model directory {str(model_dir)!r} {what}")
+        if default_steps < 1:
+            raise ValueError(f"`default_steps` must be at least 1 but is {default_steps}")
+        self.name = name
+        self.model_dir = model_dir
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.default_steps = default_steps
+        self.guidance_scale = guidance_scale
+        # Hash before loading, so the revision describes the bytes that were actually loaded.
+        self.revision = directory_revision(model_dir)
+        self._pipe = self._load()
+        self._lock = threading.Lock()
+        log.info("loaded %s from %s (%s, %s on %s)", name, model_dir, self.revision, self.dtype, self.device)
+
+    def _load(self) -> Any:
+        # The gateway never talks to the hub: local_files_only below is the guarantee, the variable covers any
+        # helper that only consults the environment.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from diffusers import AutoPipelineForText2Image, DiffusionPipeline
+        from diffusers.utils import deprecation_utils
+
+        # diffusers renamed `torch_dtype` to `dtype` (huggingface/diffusers#14205) and warns on the old name; older
+        # releases know only `torch_dtype`.
+        dtype_kwarg = "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
+        kwargs: dict[str, Any] = {"local_files_only": True, dtype_kwarg: self.dtype}
+        try:
+            pipe = AutoPipelineForText2Image.from_pretrained(str(self.model_dir), **kwargs)
+        except ValueError as exc:  # AutoPipeline knows no text-to-image task for this pipeline class
+            log.info("AutoPipelineForText2Image cannot load %s (%s); using DiffusionPipeline", self.model_dir, exc)
+            pipe = DiffusionPipeline.from_pretrained(str(self.model_dir), **kwargs)
+        pipe = pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def check_inputs(self, spec: GenerationSpec) -> None:
+        """Refuse what this generator cannot render, naming the argument, its value and the rule."""
+        if spec.prompt is None or not spec.prompt.strip():
+            raise InvalidInput("prompt", "non_empty", f"model {self.name!r} needs a non-empty `prompt` but got "
+                               f"{spec.prompt!r}")
+        if spec.width < 1 or spec.height < 1:
+            raise InvalidInput("size", "size_range", f"`height` and `width` have to be positive but are "
+                               f"{spec.height} and {spec.width}")
+        if spec.height % SIZE_MULTIPLE or spec.width % SIZE_MULTIPLE:
+            raise InvalidInput("size", "size_multiple_of_8", f"`height` and `width` have to be divisible by "
+                               f"{SIZE_MULTIPLE} but are {spec.height} and {spec.width}")
+        if spec.n < 1:
+            raise InvalidInput("n", "n_range", f"`n` has to be at least 1 but is {spec.n}")
+        if spec.steps is not None and spec.steps < 1:
+            raise InvalidInput("steps", "steps_range", f"`steps` has to be at least 1 but is {spec.steps}")
+
+    def generate(self, spec: GenerationSpec) -> list[GeneratedImage]:
+        """Render ``spec.n`` images for ``spec.prompt``; image ``i`` is seeded ``spec.seed + i``."""
+        import torch
+
+        self.check_inputs(spec)
+        seeds = [spec.seed + i for i in range(spec.n)]
+        with self._lock, torch.inference_mode():
+            generators = [torch.Generator(device=self.device).manual_seed(seed) for seed in seeds]
+            output = self._pipe(
+                prompt=spec.prompt,
+                negative_prompt=spec.negative_prompt,
+                height=spec.height,
+                width=spec.width,
+                num_images_per_prompt=spec.n,
+                num_inference_steps=spec.steps or self.default_steps,
+                guidance_scale=self.guidance_scale,
+                generator=generators,
+                output_type="pil",
+            )
+        return [
+            GeneratedImage(image=image, index=i, seed=seed, model=self.name, model_revision=self.revision)
+            for i, (image, seed) in enumerate(zip(output.images, seeds, strict=True))
+        ]
