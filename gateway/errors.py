@@ -30,7 +30,9 @@ class GatewayError(Exception):
         return PROBLEM_BASE + self.slug
 
     def to_problem(self, instance: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"type": self.type_uri, "title": self.title, "status": self.status, "detail": self.detail}
+        body: dict[str, Any] = {
+            "type": self.type_uri, "title": self.title, "status": self.status, "detail": self.detail
+        }
         if instance:
             body["instance"] = instance
         body.update(self.extensions)

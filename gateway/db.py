@@ -1,0 +1,38 @@
+"""Database engine set-up. SQLite runs in WAL mode with full fsync so an acknowledged audit entry survives a crash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from audit.sql_store import SqlAuditStore
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel, create_engine
+
+
+def make_engine(url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def create_schema(engine: Engine) -> None:
+    """Create the gateway's tables and the audit log with its append-only guards."""
+    from gateway import models  # noqa: F401 - registers the tables on SQLModel.metadata
+
+    SqlAuditStore.create_schema(engine)
+    tables = [t for name, t in SQLModel.metadata.tables.items() if name != "audit_entries"]
+    SQLModel.metadata.create_all(engine, tables=tables)

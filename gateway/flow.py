@@ -1,0 +1,286 @@
+"""The governed flow: [1] pre-policy, [2] generate, [3] score, [4] release policy, [6] audit, [7] deliver.
+
+One path, no bypass. Every stage fails closed: an engine error, a generator crash, a scorer failure or an audit
+write that does not commit means nothing is released. Assets become downloadable only through rows written in the
+same transaction as the audit entry that records their release.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import secrets
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from PIL import Image
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from audit.base import AuditEntry, AuditStore
+from gateway.assets import AssetStore
+from gateway.auth import Principal
+from gateway.errors import DependencyUnavailable, GatewayError, PolicyDenied
+from gateway.metrics import Metrics
+from gateway.models import Asset, Generation, Review
+from gateway.policy.base import PolicyDecision, PolicyEngine, PolicyEngineError, Reason
+from generators.base import GeneratedImage, GenerationSpec
+from generators.registry import ModelRegistry
+from quality.base import Scorer, score_images
+
+log = logging.getLogger(__name__)
+
+PRE_DECISION = "data.mediagate.pre.decision"
+RELEASE_DECISION = "data.mediagate.release.decision"
+STAGES = ("pre_policy", "generate", "score", "release_policy", "store", "audit")
+
+
+@dataclass(frozen=True)
+class FlowRequest:
+    """A request after edge validation: one shape for the native and the OpenAI-compatible routes."""
+
+    kind: str  # "prompt" | "template"
+    model: str
+    width: int
+    height: int
+    n: int
+    seed: int
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    template: str | None = None
+    fields: Mapping[str, str] = field(default_factory=dict)
+    locale: str | None = None
+    end_user: str | None = None  # the OpenAI API's `user`: the caller's own end-user id, kept for audit
+
+    @property
+    def text(self) -> str:
+        """All client-supplied text, which banned-term rules must see."""
+        parts = [self.prompt or "", self.negative_prompt or "", *self.fields.values()]
+        return "\n".join(p for p in parts if p)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "model": self.model, "prompt": self.prompt, "negative_prompt": self.negative_prompt,
+            "template": self.template, "fields": dict(self.fields), "locale": self.locale, "n": self.n,
+            "width": self.width, "height": self.height, "seed": self.seed, "end_user": self.end_user,
+        }
+
+
+@dataclass(frozen=True)
+class ReleasedAsset:
+    id: str
+    sha256: str
+    index: int
+    seed: int
+    status: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class FlowResult:
+    generation_id: str
+    decision: str
+    reasons: tuple[Reason, ...]
+    assets: tuple[ReleasedAsset, ...]
+    audit_entry: AuditEntry
+    policy_revision: str
+    model_revision: str
+    review_id: str | None
+    stage_seconds: Mapping[str, float]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+def random_seed() -> int:
+    return secrets.randbelow(2**31)
+
+
+def encode_png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class Flow:
+    def __init__(
+        self, *, db: Engine, policy: PolicyEngine, registry: ModelRegistry, scorers: Sequence[Scorer],
+        audit: AuditStore, assets: AssetStore, metrics: Metrics,
+    ) -> None:
+        self.db = db
+        self.policy = policy
+        self.registry = registry
+        self.scorers = list(scorers)
+        self.audit = audit
+        self.assets = assets
+        self.metrics = metrics
+
+    @contextmanager
+    def _stage(self, name: str, timings: dict[str, float]) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            timings[name] = time.perf_counter() - start
+            self.metrics.stage_seconds.labels(name).observe(timings[name])
+
+    def _decide(self, stage: str, path: str, input_doc: Mapping[str, Any]) -> PolicyDecision:
+        try:
+            raw = self.policy.evaluate(path, input_doc)
+            if stage == "pre":
+                result = "allow" if raw["allow"] is True else "deny"
+                reasons = tuple(Reason(r["code"], r["msg"], r.get("rule", "")) for r in raw["deny"])
+                obligations = dict(raw.get("obligations") or {})
+            else:
+                result = raw["outcome"]
+                if result not in ("release", "review", "reject"):
+                    raise ValueError(f"unknown outcome {result!r}")
+                reasons = tuple(Reason(r["code"], r["msg"], r.get("rule", "")) for r in raw["reasons"])
+                obligations = {}
+        except (PolicyEngineError, KeyError, TypeError, ValueError) as exc:
+            # Fail closed: no decision is a denial, reported as the engine being unavailable.
+            self.metrics.policy_decisions.labels(stage, "error", "engine_error").inc()
+            raise DependencyUnavailable(f"the {stage} policy gave no usable decision: {exc}") from exc
+        for code in [r.code for r in reasons] or [""]:
+            self.metrics.policy_decisions.labels(stage, result, code).inc()
+        return PolicyDecision(stage, result, reasons, obligations, self.policy.revision, self.policy.name)
+
+    def _commit(self, write: Any) -> AuditEntry:
+        """Run ``write(session) -> AuditEntry`` in one transaction. No commit, no release: 503 and nothing kept."""
+        try:
+            with Session(self.db) as session:
+                entry = write(session)
+                session.commit()
+                return entry
+        except GatewayError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any storage failure must fail closed, never release
+            log.exception("audit transaction failed")
+            raise DependencyUnavailable("the audit log could not be written; nothing was released") from exc
+
+    def run(self, principal: Principal, req: FlowRequest) -> FlowResult:
+        timings: dict[str, float] = {}
+        generation_id = new_id("gen")
+        base_input = {
+            "principal": principal.as_dict(),
+            "request": {**req.as_dict(), "text": req.text},
+            "context": {"time": datetime.now(UTC).isoformat()},
+        }
+        with self._stage("pre_policy", timings):
+            pre = self._decide("pre", PRE_DECISION, base_input)
+        if pre.result != "allow":
+            entry = self._commit(lambda s: self._record_denial(s, principal, req, generation_id, pre))
+            raise PolicyDenied(
+                "; ".join(r.msg for r in pre.reasons) or "denied by the pre-policy",
+                codes=pre.codes, reasons=[r.as_dict() for r in pre.reasons], audit_entry=entry.id,
+                policy_revision=pre.revision,
+            )
+
+        entry_model = self.registry.get(req.model)
+        if entry_model is None:  # the edge checked this; a registry change in between must not crash
+            raise DependencyUnavailable(f"model {req.model!r} is no longer loaded")
+        spec = GenerationSpec(
+            model=req.model, width=req.width, height=req.height, n=req.n, seed=req.seed, prompt=req.prompt,
+            negative_prompt=req.negative_prompt, template=req.template, fields=dict(req.fields), locale=req.locale,
+        )
+        with self._stage("generate", timings):
+            images = self._generate(entry_model.generator, spec)
+        with self._stage("score", timings):
+            cards = score_images(
+                self.scorers, [g.image for g in images],
+                observe=lambda name, s: self.metrics.scoring_seconds.labels(name).observe(s),
+            )
+        release_input = {
+            **base_input,
+            "obligations": dict(pre.obligations),
+            "images": [{"index": g.index, "card": c.as_dict()} for g, c in zip(images, cards, strict=True)],
+        }
+        with self._stage("release_policy", timings):
+            release = self._decide("release", RELEASE_DECISION, release_input)
+
+        status = {"release": "released", "review": "held", "reject": "rejected"}[release.result]
+        with self._stage("store", timings):
+            encoded = [encode_png(g.image) for g in images]
+            stored = [
+                ReleasedAsset(new_id("ast"), self.assets.put(data), g.index, g.seed, status, len(data))
+                for g, data in zip(images, encoded, strict=True)
+            ]
+        review_id = new_id("rev") if release.result == "review" else None
+        payload = {
+            "generation_id": generation_id,
+            "principal": principal.as_dict(),
+            "request": req.as_dict(),
+            "pre": pre.as_dict(),
+            "generator": {"model": req.model, "revision": images[0].model_revision if images else ""},
+            "images": [
+                {"asset_id": a.id, "index": a.index, "seed": a.seed, "sha256": a.sha256, "card": c.as_dict()}
+                for a, c in zip(stored, cards, strict=True)
+            ],
+            "release": release.as_dict(),
+            "decision": release.result,
+            "review_id": review_id,
+        }
+
+        def write(session: Session) -> AuditEntry:
+            entry = self.audit.append(session, tenant=principal.tenant, kind="generation.decided", payload=payload)
+            session.add(Generation(
+                id=generation_id, tenant=principal.tenant, key_id=principal.key_id, kind=req.kind, model=req.model,
+                decision=release.result, reasons_json=json.dumps([r.as_dict() for r in release.reasons]),
+                policy_revision=release.revision, audit_entry_id=entry.id,
+            ))
+            session.flush()  # the generation row must exist before rows that reference it
+            for a, g in zip(stored, images, strict=True):
+                session.add(Asset(
+                    id=a.id, tenant=principal.tenant, generation_id=generation_id, index=a.index, sha256=a.sha256,
+                    size_bytes=a.size_bytes, width=g.image.width, height=g.image.height, seed=a.seed, status=a.status,
+                ))
+            if review_id is not None:
+                session.add(Review(
+                    id=review_id, tenant=principal.tenant, generation_id=generation_id,
+                    reasons_json=json.dumps([r.as_dict() for r in release.reasons]),
+                ))
+            return entry
+
+        with self._stage("audit", timings):
+            entry = self._commit(write)
+        return FlowResult(
+            generation_id=generation_id, decision=release.result, reasons=release.reasons, assets=tuple(stored),
+            audit_entry=entry, policy_revision=release.revision,
+            model_revision=images[0].model_revision if images else "", review_id=review_id, stage_seconds=timings,
+        )
+
+    def _generate(self, generator: Any, spec: GenerationSpec) -> list[GeneratedImage]:
+        start = time.perf_counter()
+        try:
+            images = list(generator.generate(spec))
+        except GatewayError:
+            raise  # bad input the generator could only detect while rendering (e.g. text that does not fit)
+        except Exception as exc:  # noqa: BLE001 - a crashed generator releases nothing
+            log.exception("generator %s failed", spec.model)
+            raise DependencyUnavailable(f"generator {spec.model!r} failed: {type(exc).__name__}") from exc
+        finally:
+            self.metrics.generation_seconds.labels(spec.model).observe(time.perf_counter() - start)
+        if len(images) != spec.n:
+            raise DependencyUnavailable(f"generator {spec.model!r} returned {len(images)} images for n={spec.n}")
+        return images
+
+    def _record_denial(
+        self, session: Session, principal: Principal, req: FlowRequest, generation_id: str, pre: PolicyDecision
+    ) -> AuditEntry:
+        payload = {
+            "generation_id": generation_id, "principal": principal.as_dict(), "request": req.as_dict(),
+            "pre": pre.as_dict(), "decision": "deny",
+        }
+        entry = self.audit.append(session, tenant=principal.tenant, kind="generation.denied", payload=payload)
+        session.add(Generation(
+            id=generation_id, tenant=principal.tenant, key_id=principal.key_id, kind=req.kind, model=req.model,
+            decision="deny", reasons_json=json.dumps([r.as_dict() for r in pre.reasons]),
+            policy_revision=pre.revision, audit_entry_id=entry.id,
+        ))
+        return entry

@@ -1,0 +1,32 @@
+"""Prometheus metrics, one registry per app (no process globals), all names prefixed ``mediagate_``."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.request_seconds = Histogram(
+            "mediagate_http_request_duration_seconds", "HTTP request latency by route and outcome.",
+            ["method", "route", "outcome"], registry=self.registry, buckets=LATENCY_BUCKETS,
+        )
+        self.policy_decisions = Counter(
+            "mediagate_policy_decisions_total", "Policy decisions by stage, result and rule code.",
+            ["stage", "result", "code"], registry=self.registry,
+        )
+        self.stage_seconds = Histogram(
+            "mediagate_stage_duration_seconds", "Time spent in each stage of the governed flow.",
+            ["stage"], registry=self.registry, buckets=LATENCY_BUCKETS,
+        )
+        self.generation_seconds = Histogram(
+            "mediagate_generation_duration_seconds", "Generator call duration by model.",
+            ["model"], registry=self.registry, buckets=LATENCY_BUCKETS,
+        )
+        self.scoring_seconds = Histogram(
+            "mediagate_scoring_duration_seconds", "Scorer duration per batch by scorer.",
+            ["scorer"], registry=self.registry, buckets=LATENCY_BUCKETS,
+        )

@@ -1,0 +1,75 @@
+"""The gateway's own tables (the audit log lives in ``audit.sql_store``). Only hashes of API keys are stored."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlmodel import Field, SQLModel
+
+ROLES = ("app", "reviewer", "policy-admin", "auditor")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_keys"
+
+    id: str = Field(primary_key=True)
+    tenant: str = Field(index=True)
+    role: str
+    key_hash: str = Field(unique=True, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+
+
+class Generation(SQLModel, table=True):
+    """One request through the flow and where it ended. Written in the same transaction as its audit entry."""
+
+    __tablename__ = "generations"
+
+    id: str = Field(primary_key=True)
+    tenant: str = Field(index=True)
+    key_id: str
+    kind: str
+    model: str
+    decision: str
+    reasons_json: str = "[]"
+    policy_revision: str
+    audit_entry_id: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Asset(SQLModel, table=True):
+    """A stored image. Only ``released`` assets are downloadable by apps; ``held`` ones wait for a reviewer."""
+
+    __tablename__ = "assets"
+
+    id: str = Field(primary_key=True)
+    tenant: str = Field(index=True)
+    generation_id: str = Field(foreign_key="generations.id", index=True)
+    index: int
+    sha256: str
+    content_type: str = "image/png"
+    size_bytes: int
+    width: int
+    height: int
+    seed: int
+    status: str  # released | held | rejected
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Review(SQLModel, table=True):
+    __tablename__ = "reviews"
+
+    id: str = Field(primary_key=True)
+    tenant: str = Field(index=True)
+    generation_id: str = Field(foreign_key="generations.id", unique=True)
+    status: str = "pending"  # pending | approved | rejected
+    reasons_json: str = "[]"
+    created_at: datetime = Field(default_factory=utcnow)
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    decision_note: str | None = None
+    audit_entry_id: str | None = None

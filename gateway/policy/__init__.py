@@ -1,0 +1,1 @@
+"""Policy engines behind one ``PolicyEngine`` protocol, and the OPA bundle loader they share."""

@@ -1,0 +1,64 @@
+"""The ``PolicyEngine`` extension point and the frozen ``PolicyDecision`` it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One rule's finding: a stable ``code`` the trust team owns, a human ``msg`` and the ``rule`` that fired."""
+
+    code: str
+    msg: str
+    rule: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "msg": self.msg, "rule": self.rule}
+
+
+@dataclass(frozen=True)
+class PolicyDecision:
+    """What a policy package decided. ``result`` is ``allow``/``deny`` (pre) or ``release``/``review``/``reject``."""
+
+    stage: str
+    result: str
+    reasons: tuple[Reason, ...] = ()
+    obligations: Mapping[str, Any] = field(default_factory=dict)
+    revision: str = ""
+    engine: str = ""
+
+    @property
+    def codes(self) -> list[str]:
+        return [r.code for r in self.reasons]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "result": self.result,
+            "reasons": [r.as_dict() for r in self.reasons],
+            "obligations": dict(self.obligations),
+            "revision": self.revision,
+            "engine": self.engine,
+        }
+
+
+class PolicyEngineError(Exception):
+    """The engine could not produce a decision (error, timeout, undefined result). Callers fail closed."""
+
+
+class PolicyEngine(Protocol):
+    """Evaluates a rule of the bundle (``data.<path>``) against an input document."""
+
+    name: str
+    revision: str
+
+    def evaluate(self, path: str, input_doc: Mapping[str, Any]) -> Any:
+        """Return the rule's value; raise ``PolicyEngineError`` when it is undefined or evaluation failed."""
+        ...
+
+    def check(self) -> None:
+        """Raise ``PolicyEngineError`` unless the engine can answer right now (used by /readyz)."""
+        ...

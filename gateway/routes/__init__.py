@@ -1,0 +1,1 @@
+"""HTTP routes, one module per resource. Routes raise ``GatewayError``s; they never build error responses."""

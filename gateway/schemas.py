@@ -1,0 +1,125 @@
+"""Request bodies of the public API and the edge checks that turn them into a ``FlowRequest``.
+
+Pydantic checks types and static bounds; ``to_flow_request`` checks the rules that need settings or the registry.
+Each failure is an ``InvalidInput`` naming the field and the rule.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.errors import InvalidInput
+from gateway.flow import FlowRequest, random_seed
+from gateway.settings import Settings
+from generators.registry import TEMPLATE_MODEL, ModelRegistry
+
+SIZE_RE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
+MIN_SIDE, MAX_SIDE = 64, 4096
+MAX_N = 16  # hard ceiling at the edge; tenants' limits are policy (mediagate.pre.max_n)
+
+
+class GenerationBody(BaseModel):
+    """``POST /v1/generations``: a prompt request or a template request, never both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    model: str | None = None
+    n: int = Field(1, ge=1, le=MAX_N)
+    size: str | None = None
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    template: str | None = None
+    fields: dict[str, str] | None = None
+    locale: str | None = Field(None, max_length=35)
+
+
+class OpenAIImagesBody(BaseModel):
+    """``POST /v1/images/generations``, the OpenAI Images API fields. Unknown extras are ignored as OpenAI does."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str
+    model: str | None = None
+    n: int = Field(1, ge=1, le=MAX_N)
+    size: str | None = None
+    response_format: Literal["url", "b64_json"] = "url"
+    user: str | None = Field(None, max_length=256)
+
+
+class ReviewDecisionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+def parse_size(size: str, field: str = "size") -> tuple[int, int]:
+    match = SIZE_RE.match(size)
+    if match is None:
+        raise InvalidInput(field, "size_format", f"`size` must look like '512x512' (WxH) but is {size!r}")
+    width, height = int(match.group(1)), int(match.group(2))
+    for name, value in (("width", width), ("height", height)):
+        if not MIN_SIDE <= value <= MAX_SIDE:
+            raise InvalidInput(field, "size_range", f"{name} must be between {MIN_SIDE} and {MAX_SIDE} but is {value}")
+        if value % 8:
+            raise InvalidInput(field, "size_multiple_of_8", f"`height` and `width` have to be divisible by 8 but are "
+                               f"{height} and {width}")
+    return width, height
+
+
+def _check_prompt(prompt: str, settings: Settings, field: str = "prompt") -> str:
+    if not prompt.strip():
+        raise InvalidInput(field, "non_empty", f"`{field}` must contain non-whitespace text")
+    if len(prompt) > settings.max_prompt_chars:
+        raise InvalidInput(
+            field, "max_length", f"`{field}` has {len(prompt)} characters; the limit is {settings.max_prompt_chars}"
+        )
+    return prompt
+
+
+def to_flow_request(body: GenerationBody, settings: Settings, registry: ModelRegistry, templates: Any) -> FlowRequest:
+    """Check a native request against the rules that need settings, the registry or the template library."""
+    seed = body.seed if body.seed is not None else random_seed()
+    if (body.prompt is None) == (body.template is None):
+        raise InvalidInput("prompt", "prompt_xor_template", "send either `prompt` or `template` (with `fields`)")
+    if body.template is not None:
+        if body.prompt is not None or body.negative_prompt is not None:
+            raise InvalidInput("negative_prompt", "template_no_prompt", "a template request takes no prompt")
+        if body.model not in (None, TEMPLATE_MODEL):
+            raise InvalidInput("model", "template_model", f"template requests use model 'template', not {body.model!r}")
+        if body.size is not None:
+            raise InvalidInput("size", "template_size", "a template's size is fixed by the template; omit `size`")
+        template = templates.get(body.template)
+        if template is None:
+            raise InvalidInput(
+                "template", "known_template", f"unknown template {body.template!r}; see GET /v1/templates"
+            )
+        fields = template.validate_fields(body.fields or {})
+        return FlowRequest(kind="template", model=TEMPLATE_MODEL, width=template.width, height=template.height,
+                           n=body.n, seed=seed, template=body.template, fields=fields, locale=body.locale)
+    assert body.prompt is not None
+    if body.fields is not None:
+        raise InvalidInput("fields", "prompt_no_fields", "`fields` belongs to template requests")
+    return prompt_request(body.prompt, body.negative_prompt, body.model, body.n, body.size, seed, settings, registry)
+
+
+def prompt_request(
+    prompt: str, negative_prompt: str | None, model: str | None, n: int, size: str | None, seed: int,
+    settings: Settings, registry: ModelRegistry,
+) -> FlowRequest:
+    _check_prompt(prompt, settings)
+    if negative_prompt is not None and len(negative_prompt) > settings.max_prompt_chars:
+        raise InvalidInput("negative_prompt", "max_length",
+                           f"`negative_prompt` has {len(negative_prompt)} characters; the limit is "
+                           f"{settings.max_prompt_chars}")
+    name = model or settings.default_model
+    entry = registry.get(name)
+    if entry is None or entry.backend == "template":
+        known = ", ".join(e.name for e in registry if e.backend != "template")
+        raise InvalidInput("model", "known_model", f"unknown model {name!r}; known text-to-image models: {known}")
+    width, height = parse_size(size) if size else (entry.default_width, entry.default_height)
+    return FlowRequest(kind="prompt", model=name, width=width, height=height, n=n, seed=seed, prompt=prompt,
+                       negative_prompt=negative_prompt)

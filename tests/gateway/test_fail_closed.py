@@ -1,0 +1,98 @@
+"""Fail closed: when the audit log, the policy engine or a scorer fails, nothing is released."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from sqlmodel import Session, func, select
+
+from gateway.models import Asset, Generation
+from gateway.settings import REPO_POLICIES
+
+
+def test_audit_write_failure_is_503_and_releases_nothing(make_gateway: Any) -> None:
+    gw = make_gateway(db_busy_timeout_ms=200)
+    app = gw.key()
+    db_path = Path(gw.runtime.settings.db_url.removeprefix("sqlite:///"))
+    # Another process holds the database's write lock for longer than the gateway's busy timeout: a real failure.
+    blocker = sqlite3.connect(db_path, timeout=0)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        resp = gw.client.post("/v1/generations", headers=app, json={"prompt": "a cat", "size": "64x64", "seed": 1})
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert resp.status_code == 503, resp.text
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert "nothing was released" in resp.json()["detail"]
+    with Session(gw.runtime.db) as s:
+        assert s.exec(select(func.count()).select_from(Asset)).one() == 0
+        assert s.exec(select(func.count()).select_from(Generation)).one() == 0
+    # Once the lock is gone the same request goes through and the chain is intact.
+    ok = gw.client.post("/v1/generations", headers=app, json={"prompt": "a cat", "size": "64x64", "seed": 1})
+    assert ok.status_code == 200
+    with Session(gw.runtime.db) as s:
+        assert gw.runtime.audit.verify(s).ok
+
+
+class ExplodingScorer:
+    """A scorer whose model is broken: it must make the card incomplete, never crash the request."""
+
+    name = "exploding"
+    version = "1"
+
+    def score(self, images: Sequence[Image.Image]) -> list[dict[str, float]]:
+        raise RuntimeError("model weights unreadable")
+
+
+def test_failed_scorer_means_review_not_release(make_gateway: Any, shared_scorers: Any) -> None:
+    gw = make_gateway(scorers=[*shared_scorers, ExplodingScorer()])
+    app = gw.key()
+    resp = gw.client.post("/v1/generations", headers=app, json={"prompt": "a cat", "size": "64x64"})
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["decision"] == "review"
+    assert "score.incomplete" in [r["code"] for r in body["reasons"]]
+    assert body["assets"][0]["url"] is None
+    held = gw.client.get(f"/v1/assets/{body['assets'][0]['id']}", headers=app)
+    assert held.status_code == 403
+    assert held.json()["type"].endswith("/held-for-review")
+
+
+def patched_bundle(tmp_path: Path, edit: Any) -> Path:
+    target = tmp_path / "policies"
+    shutil.copytree(REPO_POLICIES, target)
+    edit(target)
+    return target
+
+
+def test_undefined_release_decision_is_503(make_gateway: Any, tmp_path: Path) -> None:
+    def break_release(root: Path) -> None:
+        rego = root / "mediagate/release/release.rego"
+        rego.write_text(rego.read_text().replace("decision := {", "decision := {\"never\": input.no_such_field,", 1))
+
+    gw = make_gateway(policy_dir=patched_bundle(tmp_path, break_release))
+    resp = gw.client.post("/v1/generations", headers=gw.key(), json={"prompt": "a cat", "size": "64x64"})
+    assert resp.status_code == 503
+    assert "release policy" in resp.json()["detail"]
+    with Session(gw.runtime.db) as s:
+        assert s.exec(select(func.count()).select_from(Asset)).one() == 0
+
+
+def test_force_review_from_policy_data(make_gateway: Any, tmp_path: Path) -> None:
+    def force(root: Path) -> None:
+        path = root / "mediagate/config/data.json"
+        data = json.loads(path.read_text())
+        data["tenants"]["careful"] = {"force_review": True}
+        path.write_text(json.dumps(data))
+
+    gw = make_gateway(policy_dir=patched_bundle(tmp_path, force))
+    resp = gw.client.post("/v1/generations", headers=gw.key("careful"), json={"prompt": "a cat", "size": "64x64"})
+    assert resp.json()["decision"] == "review"
+    assert [r["code"] for r in resp.json()["reasons"]] == ["policy.force_review"]

@@ -1,0 +1,165 @@
+"""End-to-end through HTTP: real SQLite, real regorus on the real bundle, the tiny diffusers pipeline, real NSFW."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from typing import Any
+
+import pytest
+from PIL import Image
+
+PROBLEM = "application/problem+json"
+
+
+def generate(gw: Any, headers: dict[str, str], **body: Any) -> Any:
+    body.setdefault("prompt", "a red bicycle leaning on a wall")
+    body.setdefault("seed", 7)
+    body.setdefault("size", "64x64")
+    return gw.client.post("/v1/generations", json=body, headers=headers)
+
+
+def test_clean_prompt_is_released_with_asset_and_audit_entry(gateway: Any) -> None:
+    app = gateway.key("demo", "app")
+    resp = generate(gateway, app, n=2)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["decision"] == "release"
+    assert body["reasons"] == []
+    assert len(body["assets"]) == 2
+    assert body["policy"]["revision"].startswith("2026-11-24.1+")
+    for asset in body["assets"]:
+        got = gateway.client.get(asset["url"], headers=app)
+        assert got.status_code == 200
+        assert got.headers["content-type"] == "image/png"
+        assert hashlib.sha256(got.content).hexdigest() == asset["sha256"]
+        assert Image.open(io.BytesIO(got.content)).size == (64, 64)
+    assert [a["seed"] for a in body["assets"]] == [7, 8]
+
+    entry = gateway.client.get(f"/v1/audit/entries/{body['audit_entry']}", headers=app)
+    assert entry.status_code == 200
+    payload = entry.json()["payload"]
+    assert entry.json()["hash"] == body["audit_entry_hash"]
+    assert payload["decision"] == "release"
+    assert payload["generation_id"] == body["id"]
+    assert [i["sha256"] for i in payload["images"]] == [a["sha256"] for a in body["assets"]]
+    assert all(i["card"]["complete"] for i in payload["images"])
+    assert 0.0 <= payload["images"][0]["card"]["scores"]["nsfw"]["nsfw"] < 0.4
+    assert payload["pre"]["result"] == "allow"
+
+    gen = gateway.client.get(f"/v1/generations/{body['id']}", headers=app)
+    assert gen.status_code == 200 and gen.json()["decision"] == "release"
+
+
+def test_same_seed_same_pixels(gateway: Any) -> None:
+    app = gateway.key()
+    first = generate(gateway, app, seed=123).json()["assets"][0]["sha256"]
+    second = generate(gateway, app, seed=123).json()["assets"][0]["sha256"]
+    third = generate(gateway, app, seed=124).json()["assets"][0]["sha256"]
+    assert first == second != third
+
+
+@pytest.mark.parametrize(
+    ("tenant", "body", "code"),
+    [
+        ("demo", {"prompt": "a castle covered in gore"}, "prompt.banned_term"),
+        ("demo", {"prompt": "a cat", "negative_prompt": "Gore"}, "prompt.banned_term"),
+        ("acme", {"prompt": "the competitorco logo"}, "prompt.banned_term"),
+        ("restricted", {"prompt": "a cat"}, "model.not_allowed"),
+        ("demo", {"prompt": "a cat", "n": 5}, "request.n_exceeds_max"),
+        ("demo", {"prompt": "a cat", "size": "1024x512"}, "request.size_exceeds_max"),
+    ],
+)
+def test_pre_policy_denial_is_403_with_codes_and_audited(gateway: Any, tenant: str, body: dict, code: str) -> None:
+    app = gateway.key(tenant)
+    resp = generate(gateway, app, **body)
+    assert resp.status_code == 403, resp.text
+    assert resp.headers["content-type"] == PROBLEM
+    problem = resp.json()
+    assert problem["type"].endswith("/policy-denied")
+    assert code in problem["codes"]
+    entry = gateway.client.get(f"/v1/audit/entries/{problem['audit_entry']}", headers=app).json()
+    assert entry["kind"] == "generation.denied"
+    assert code in [r["code"] for r in entry["payload"]["pre"]["reasons"]]
+    from sqlmodel import Session, select
+
+    from gateway.models import Asset
+
+    with Session(gateway.runtime.db) as s:
+        assert s.exec(select(Asset)).all() == []
+
+
+def test_template_request_renders_and_is_released(gateway: Any) -> None:
+    app = gateway.key()
+    listed = gateway.client.get("/v1/templates", headers=app)
+    assert listed.status_code == 200
+    ids = [t["id"] for t in listed.json()["data"]]
+    assert "spring-sale" in ids
+    resp = gateway.client.post("/v1/generations", headers=app, json={
+        "template": "spring-sale", "fields": {"headline": "Spring sale", "subline": "Up to 30% off", "cta": "Shop now"},
+    })
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["decision"] == "release"
+    png = gateway.client.get(body["assets"][0]["url"], headers=app).content
+    assert Image.open(io.BytesIO(png)).size == (1024, 512)
+
+
+def test_template_fields_are_checked_by_the_pre_policy(gateway: Any) -> None:
+    app = gateway.key()
+    resp = gateway.client.post("/v1/generations", headers=app, json={
+        "template": "spring-sale", "fields": {"headline": "Gore sale", "cta": "Shop now"},
+    })
+    assert resp.status_code == 403
+    assert resp.json()["codes"] == ["prompt.banned_term"]
+
+
+def test_templates_listing_follows_policy(gateway: Any) -> None:
+    resp = gateway.client.get("/v1/templates", headers=gateway.key("demo"))
+    assert {"spring-sale", "product-square"} <= {t["id"] for t in resp.json()["data"]}
+
+
+def test_foreign_tenant_sees_404_for_everything(gateway: Any) -> None:
+    mine, theirs = gateway.key("demo"), gateway.key("other")
+    body = generate(gateway, mine).json()
+    for path in (body["assets"][0]["url"], f"/v1/generations/{body['id']}", f"/v1/audit/entries/{body['audit_entry']}"):
+        resp = gateway.client.get(path, headers=theirs)
+        assert resp.status_code == 404, path
+        assert resp.headers["content-type"] == PROBLEM
+    listed = gateway.client.get("/v1/audit/entries", headers=theirs).json()["data"]
+    assert listed == []
+
+
+def test_roles_are_enforced(gateway: Any) -> None:
+    reviewer = gateway.key("demo", "reviewer")
+    resp = generate(gateway, reviewer)
+    assert resp.status_code == 403
+    assert resp.json()["type"].endswith("/forbidden")
+    assert gateway.client.get("/v1/reviews", headers=gateway.key("demo", "app")).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer mg_nope"}, {"Authorization": "Bearer "}],
+)
+def test_missing_or_bad_key_is_401(gateway: Any, headers: dict[str, str]) -> None:
+    resp = gateway.client.post("/v1/generations", json={"prompt": "a cat"}, headers=headers)
+    assert resp.status_code == 401
+    assert resp.headers["content-type"] == PROBLEM
+    assert resp.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_health_ready_and_metrics(gateway: Any) -> None:
+    assert gateway.client.get("/healthz").json() == {"status": "ok"}
+    ready = gateway.client.get("/readyz")
+    assert ready.status_code == 200
+    assert set(ready.json()["models"]) == {"demo-tiny", "template"}
+    app = gateway.key()
+    generate(gateway, app)
+    generate(gateway, app, prompt="gore")
+    text = gateway.client.get("/metrics").text
+    assert 'mediagate_http_request_duration_seconds_count{method="POST",outcome="2xx",route="/v1/generations"}' in text
+    assert 'mediagate_policy_decisions_total{code="prompt.banned_term",result="deny",stage="pre"} 1.0' in text
+    assert 'mediagate_generation_duration_seconds_count{model="demo-tiny"} 1.0' in text
+    assert 'mediagate_scoring_duration_seconds_count{scorer="nsfw"} 1.0' in text
+    assert 'mediagate_stage_duration_seconds_count{stage="audit"}' in text

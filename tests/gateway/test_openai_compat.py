@@ -1,0 +1,89 @@
+"""The real ``openai`` SDK against the gateway served by uvicorn on loopback."""
+
+from __future__ import annotations
+
+import base64
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import uvicorn
+from PIL import Image
+
+from gateway.app import create_app
+
+
+@pytest.fixture
+def served(gateway: Any) -> Iterator[tuple[str, Any]]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(runtime=gateway.runtime), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}", gateway
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def client(base: str, headers: dict[str, str]) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{base}/v1", api_key=headers["Authorization"].removeprefix("Bearer "), max_retries=0)
+
+
+def test_sdk_b64_round_trip(served: tuple[str, Any]) -> None:
+    base, gw = served
+    app = gw.key()
+    result = client(base, app).images.generate(
+        model="demo-tiny", prompt="a watercolour fox", n=2, size="64x64", response_format="b64_json", user="u-42"
+    )
+    assert len(result.data) == 2
+    image = Image.open(io.BytesIO(base64.b64decode(result.data[0].b64_json or "")))
+    assert image.size == (64, 64)
+    governance = result.model_extra["mediagate"]  # type: ignore[index]
+    assert governance["decision"] == "release"
+    entry = httpx.get(f"{base}/v1/audit/entries/{governance['audit_entry']}", headers=app).json()
+    assert entry["payload"]["request"]["end_user"] == "u-42"
+
+
+def test_sdk_url_response_is_downloadable(served: tuple[str, Any]) -> None:
+    base, gw = served
+    app = gw.key()
+    result = client(base, app).images.generate(prompt="a lighthouse", size="64x64")
+    url = result.data[0].url or ""
+    assert url.startswith(base)
+    assert httpx.get(url, headers=app).headers["content-type"] == "image/png"
+
+
+def test_sdk_raises_on_policy_denial(served: tuple[str, Any]) -> None:
+    base, gw = served
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        client(base, gw.key()).images.generate(prompt="a castle covered in gore", size="64x64")
+    assert info.value.status_code == 403
+    body: Any = info.value.body
+    assert body["code"] == "prompt.banned_term"
+    assert "banned term" in body["message"]
+
+
+def test_sdk_raises_on_bad_input(served: tuple[str, Any]) -> None:
+    base, gw = served
+    with pytest.raises(openai.UnprocessableEntityError) as info:
+        client(base, gw.key()).images.generate(prompt="a cat", size="1000x1000", model="demo-tiny")
+    body: Any = info.value.body
+    assert body["param"] == "size"
+
+
+def test_sdk_raises_on_bad_key(served: tuple[str, Any]) -> None:
+    base, _ = served
+    with pytest.raises(openai.AuthenticationError):
+        client(base, {"Authorization": "Bearer mg_wrong"}).images.generate(prompt="a cat")
