@@ -63,10 +63,11 @@ def parse_size(size: str, field: str = "size") -> tuple[int, int]:
     width, height = int(match.group(1)), int(match.group(2))
     for name, value in (("width", width), ("height", height)):
         if not MIN_SIDE <= value <= MAX_SIDE:
-            raise InvalidInput(field, "size_range", f"{name} must be between {MIN_SIDE} and {MAX_SIDE} but is {value}")
+            raise InvalidInput(field, "size_range",
+                               f"`{field}` {size}: {name} must be between {MIN_SIDE} and {MAX_SIDE} but is {value}")
         if value % 8:
-            raise InvalidInput(field, "size_multiple_of_8", f"`height` and `width` have to be divisible by 8 but are "
-                               f"{height} and {width}")
+            raise InvalidInput(field, "size_multiple_of_8", f"`{field}` {size}: `height` and `width` have to be "
+                               f"divisible by 8 but are {height} and {width}")
     return width, height
 
 
