@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from audit.sql_store import SqlAuditStore
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, create_engine
+
+from audit.sql_store import SqlAuditStore
 
 
 def make_engine(url: str, *, busy_timeout_ms: int = 30_000) -> Engine:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from audit.sql_store import SqlAuditStore
 from sqlalchemy.engine import Engine
 
+from audit.sql_store import SqlAuditStore
 from gateway.assets import LocalAssetStore
 from gateway.db import create_schema, make_engine
 from gateway.flow import Flow

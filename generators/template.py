@@ -18,7 +18,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from gateway.errors import InvalidInput
-from generators.base import GenerationSpec, GeneratedImage
+from generators.base import GeneratedImage, GenerationSpec
 
 COMPOSITOR_VERSION = "1"
 Colour = tuple[int, int, int]
@@ -111,7 +111,8 @@ def parse_template(data: Mapping[str, Any], where: str) -> Template:
     except (KeyError, TypeError) as exc:
         raise ValueError(f"{where}: malformed template, missing or wrong-typed {exc}") from exc
     for slot in template.slots:
-        if len(slot.box) != 4 or slot.align not in ("left", "center", "right") or not 0 < slot.min_size <= slot.max_size:
+        sizes_ok = 0 < slot.min_size <= slot.max_size
+        if len(slot.box) != 4 or slot.align not in ("left", "center", "right") or not sizes_ok:
             raise ValueError(f"{where}: slot {slot.name!r} needs a 4-number box, align left|center|right and "
                              f"0 < min_size <= max_size")
     return template
