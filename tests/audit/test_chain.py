@@ -1,0 +1,50 @@
+"""Canonical JSON (RFC 8785) and the leaf-prefixed entry hash."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import pytest
+
+from audit.chain import GENESIS_HASH, canonical_json, entry_hash
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"b": 1, "a": 2}, b'{"a":2,"b":1}'),  # keys sorted
+        ({"x": 1.0}, b'{"x":1}'),  # integral floats lose the fraction
+        ({"x": 1e21}, b'{"x":1e+21}'),  # ECMAScript number formatting
+        ({"x": 0.1}, b'{"x":0.1}'),
+        ({"s": "é\u2028"}, '{"s":"é\u2028"}'.encode()),  # no escaping of non-ASCII
+        ({"n": [None, True, False]}, b'{"n":[null,true,false]}'),
+        ({"nested": {"z": {}, "a": []}}, b'{"nested":{"a":[],"z":{}}}'),
+    ],
+)
+def test_canonical_json_vectors(value: object, expected: bytes) -> None:
+    assert canonical_json(value) == expected
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_numbers_are_refused_with_their_path(bad: float) -> None:
+    with pytest.raises(ValueError, match=r"\$\.images\[1\]\.score"):
+        canonical_json({"images": [{"score": 0.1}, {"score": bad}]})
+
+
+def test_entry_hash_is_leaf_prefixed_sha256_of_the_canonical_entry() -> None:
+    fields = {"seq": 1, "id": "ae_x", "ts": "2026-11-24T00:00:00.000000+00:00", "tenant": "t", "kind": "k",
+              "payload": {"b": 2, "a": 1}, "prev_hash": GENESIS_HASH}
+    expected = hashlib.sha256(b"\x00" + canonical_json(fields)).hexdigest()
+    assert entry_hash(**fields) == expected  # type: ignore[arg-type]
+    # Without the 0x00 prefix the value would differ: the prefix is part of the contract (RFC 6962 leaf).
+    assert entry_hash(**fields) != hashlib.sha256(canonical_json(fields)).hexdigest()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("field", ["seq", "id", "ts", "tenant", "kind", "payload", "prev_hash"])
+def test_every_field_is_covered_by_the_hash(field: str) -> None:
+    fields: dict = {"seq": 1, "id": "ae_x", "ts": "t0", "tenant": "t", "kind": "k", "payload": {"a": 1},
+                    "prev_hash": GENESIS_HASH}
+    changed = dict(fields)
+    changed[field] = {"a": 2} if field == "payload" else (2 if field == "seq" else "other")
+    assert entry_hash(**fields) != entry_hash(**changed)

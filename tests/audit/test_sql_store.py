@@ -1,0 +1,217 @@
+"""The SQLite audit store: append-only in the database, chained, and verify() names the first bad entry."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, create_engine, select
+
+from audit.sql_store import AuditRow, SqlAuditStore
+
+
+@pytest.fixture
+def make_store(tmp_path: Path) -> Callable[..., tuple[Engine, SqlAuditStore, Path]]:
+    def make(entries: int = 0) -> tuple[Engine, SqlAuditStore, Path]:
+        path = tmp_path / "audit.db"
+        engine = create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False, "timeout": 30})
+        SqlAuditStore.create_schema(engine)
+        store = SqlAuditStore()
+        for i in range(entries):
+            with Session(engine) as s:
+                store.append(s, tenant="a" if i % 2 == 0 else "b", kind="test", payload={"i": i})
+                s.commit()
+        return engine, store, path
+
+    return make
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    """The database as an attacker with file access sees it: guards dropped."""
+    conn = sqlite3.connect(path)
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+        conn.execute(f"DROP TRIGGER {name}")
+    return conn
+
+
+def verify(engine: Engine, store: SqlAuditStore):  # type: ignore[no-untyped-def]
+    with Session(engine) as s:
+        return store.verify(s)
+
+
+def test_append_chains_and_reads_back(make_store: Callable) -> None:
+    engine, store, _ = make_store(entries=3)
+    with Session(engine) as s:
+        entries = store.list(s)
+        assert [e.seq for e in entries] == [1, 2, 3]
+        assert entries[0].prev_hash == "0" * 64
+        assert entries[1].prev_hash == entries[0].hash and entries[2].prev_hash == entries[1].hash
+        assert entries[2].payload == {"i": 2}
+        assert store.get(s, entries[1].id) == entries[1]
+    report = verify(engine, store)
+    assert report.ok and report.checked == 3
+
+
+def test_tenant_scoping(make_store: Callable) -> None:
+    engine, store, _ = make_store(entries=4)
+    with Session(engine) as s:
+        a_entries = store.list(s, tenant="a")
+        assert [e.payload["i"] for e in a_entries] == [0, 2]
+        assert store.get(s, a_entries[0].id, tenant="b") is None
+        assert store.list(s, tenant="a", after_seq=1, limit=1)[0].seq == 3
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE audit_entries SET kind = 'x' WHERE seq = 1", "DELETE FROM audit_entries WHERE seq = 2",
+     "DELETE FROM audit_entries"],
+)
+def test_database_refuses_update_and_delete(make_store: Callable, statement: str) -> None:
+    _, _, path = make_store(entries=2)
+    conn = sqlite3.connect(path)
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        conn.execute(statement)
+    assert conn.execute("SELECT count(*) FROM audit_entries").fetchone() == (2,)
+
+
+def test_orm_update_is_refused_too(make_store: Callable) -> None:
+    engine, _, _ = make_store(entries=1)
+    with Session(engine) as s:
+        row = s.exec(select(AuditRow)).one()
+        row.tenant = "forged"
+        s.add(row)
+        with pytest.raises(Exception, match="append-only"):
+            s.commit()
+
+
+def _alter_payload(conn: sqlite3.Connection) -> None:
+    conn.execute("""UPDATE audit_entries SET payload = '{"i":99}' WHERE seq = 3""")
+
+
+def _alter_tenant(conn: sqlite3.Connection) -> None:
+    conn.execute("UPDATE audit_entries SET tenant = 'x' WHERE seq = 3")
+
+
+def _remove_middle(conn: sqlite3.Connection) -> None:
+    conn.execute("DELETE FROM audit_entries WHERE seq = 3")
+
+
+def _insert_forged(conn: sqlite3.Connection) -> None:
+    # Make room at seq 3 by shifting the tail up, then insert a forged entry that links to entry 2.
+    for seq in (5, 4, 3):
+        conn.execute("UPDATE audit_entries SET seq = seq + 1 WHERE seq = ?", (seq,))
+    prev = conn.execute("SELECT hash FROM audit_entries WHERE seq = 2").fetchone()[0]
+    conn.execute("INSERT INTO audit_entries VALUES (3, 'ae_forged', 't', 'a', 'test', '{\"i\":42}', ?, ?)",
+                 (prev, "f" * 64))
+
+
+def _swap(conn: sqlite3.Connection) -> None:
+    cols = "id, ts, tenant, kind, payload, prev_hash, hash"
+    r3 = conn.execute(f"SELECT {cols} FROM audit_entries WHERE seq = 3").fetchone()
+    r4 = conn.execute(f"SELECT {cols} FROM audit_entries WHERE seq = 4").fetchone()
+    conn.execute("DELETE FROM audit_entries WHERE seq IN (3, 4)")
+    conn.execute(f"INSERT INTO audit_entries (seq, {cols}) VALUES (3, ?, ?, ?, ?, ?, ?, ?)", r4)
+    conn.execute(f"INSERT INTO audit_entries (seq, {cols}) VALUES (4, ?, ?, ?, ?, ?, ?, ?)", r3)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "first_bad", "reason", "checked"),
+    [
+        (_alter_payload, 3, "hash mismatch", 2),
+        (_alter_tenant, 3, "hash mismatch", 2),
+        (_remove_middle, 4, "sequence gap", 2),
+        (_insert_forged, 3, "hash mismatch", 2),
+        (_swap, 3, "prev_hash", 2),
+    ],
+)
+def test_verify_names_the_first_bad_entry(
+    make_store: Callable, tamper: Callable, first_bad: int, reason: str, checked: int
+) -> None:
+    engine, store, path = make_store(entries=5)
+    assert verify(engine, store).ok
+    conn = raw(path)
+    tamper(conn)
+    conn.commit()
+    conn.close()
+    report = verify(engine, store)
+    assert not report.ok
+    assert report.first_bad_seq == first_bad
+    assert reason in (report.reason or "")
+    assert report.checked == checked
+
+
+def test_removing_the_tail_is_not_detectable_by_the_chain_alone(make_store: Callable) -> None:
+    """Truncation leaves a valid shorter chain. Signed checkpoints held outside the database close this gap."""
+    engine, store, path = make_store(entries=5)
+    conn = raw(path)
+    conn.execute("DELETE FROM audit_entries WHERE seq = 5")
+    conn.commit()
+    conn.close()
+    report = verify(engine, store)
+    assert report.ok and report.checked == 4
+
+
+def test_rolled_back_append_leaves_no_trace(make_store: Callable) -> None:
+    engine, store, _ = make_store(entries=2)
+    with Session(engine) as s:
+        store.append(s, tenant="a", kind="test", payload={"i": "lost"})
+        s.rollback()
+    with Session(engine) as s:
+        entry = store.append(s, tenant="a", kind="test", payload={"i": "kept"})
+        s.commit()
+    assert entry.seq == 3
+    assert verify(engine, store).ok
+
+
+def test_concurrent_appends_never_fork_the_chain(make_store: Callable) -> None:
+    engine, store, _ = make_store()
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(25):
+                with Session(engine) as s:
+                    store.append(s, tenant=f"t{n}", kind="test", payload={"n": n, "i": i})
+                    s.commit()
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with Session(engine) as s:
+        seqs = [r.seq for r in s.exec(select(AuditRow).order_by(AuditRow.seq)).all()]
+    assert seqs == list(range(1, 201))
+    assert verify(engine, store).ok
+
+
+def test_unique_seq_refuses_a_second_writer_on_the_same_position(make_store: Callable) -> None:
+    """Another process's store (its own lock) writing seq 2 again: the database refuses, the chain stays whole."""
+    engine, store, _ = make_store(entries=1)
+    with Session(engine) as s1:
+        store.append(s1, tenant="a", kind="test", payload={"w": 1})
+        s1.commit()
+    with Session(engine) as s2:
+        s2.add(AuditRow(seq=2, id="ae_dup", ts="t", tenant="a", kind="test", payload="{}", prev_hash="0" * 64,
+                        hash="e" * 64))
+        with pytest.raises(IntegrityError):
+            s2.commit()
+    assert verify(engine, store).ok
+
+
+def test_non_finite_payload_is_refused_before_anything_is_written(make_store: Callable) -> None:
+    engine, store, _ = make_store(entries=1)
+    with Session(engine) as s, pytest.raises(ValueError, match="finite"):
+        store.append(s, tenant="a", kind="test", payload={"score": float("nan")})
+    with Session(engine) as s:
+        assert len(store.list(s)) == 1
+        store.append(s, tenant="a", kind="test", payload={"ok": 1})  # the lock was not leaked
+        s.commit()
