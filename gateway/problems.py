@@ -49,7 +49,7 @@ def _field_of(loc: tuple[Any, ...]) -> str:
 
 def validation_to_error(exc: RequestValidationError) -> GatewayError:
     errors = exc.errors()
-    first = errors[0] if errors else {"loc": ("body",), "type": "invalid", "msg": "invalid request"}
+    first: dict[str, Any] = dict(errors[0]) if errors else {"loc": ("body",), "type": "invalid", "msg": "invalid"}
     if first.get("type") == "json_invalid":
         return MalformedRequest(f"the body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}")
     if first.get("loc") == ("body",) and first.get("type") in ("model_attributes_type", "dict_type", "missing"):

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from gateway.deps import PrincipalDep, RuntimeDep
 from gateway.errors import DependencyUnavailable, NotFound
@@ -62,7 +62,7 @@ def get_generation(generation_id: str, principal: PrincipalDep, rt: RuntimeDep, 
         ).first()
         if gen is None:
             raise NotFound(f"no generation {generation_id!r} for this tenant")
-        assets = session.exec(select(Asset).where(Asset.generation_id == gen.id).order_by(Asset.index)).all()
+        assets = session.exec(select(Asset).where(Asset.generation_id == gen.id).order_by(col(Asset.index))).all()
         review = session.exec(select(Review).where(Review.generation_id == gen.id)).first()
     return {
         "id": gen.id,
