@@ -53,9 +53,9 @@ def cmd_models_init_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from audit.sql_store import SqlAuditStore
     from sqlmodel import Session
 
+    from audit.sql_store import SqlAuditStore
     from gateway.db import make_engine
 
     engine = make_engine(_settings().db_url)
