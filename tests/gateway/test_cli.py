@@ -101,3 +101,21 @@ def test_policy_check_reports_file_line_col(tmp_path: Path, capsys: pytest.Captu
     assert main(["policy", "check", str(root)]) == 1
     assert "mediagate/pre/extra.rego:" in capsys.readouterr().err
     assert main(["policy", "check", str(REPO_POLICIES)]) == 0
+
+
+def test_models_init_demo_builds_a_loadable_pipeline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from generators.diffusers_txt2img import DiffusersTxt2Img
+
+    target = tmp_path / "demo"
+    assert main(["models", "init-demo", "--dir", str(target)]) == 0
+    assert capsys.readouterr().out.strip() == str(target)
+    assert (target / "model_index.json").exists()
+    assert DiffusersTxt2Img("demo-tiny", target).revision.startswith("sha256:")
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("serve", "keys", "models", "audit", "policy"):
+        assert command in out

@@ -163,3 +163,15 @@ def test_health_ready_and_metrics(gateway: Any) -> None:
     assert 'mediagate_generation_duration_seconds_count{model="demo-tiny"} 1.0' in text
     assert 'mediagate_scoring_duration_seconds_count{scorer="nsfw"} 1.0' in text
     assert 'mediagate_stage_duration_seconds_count{stage="audit"}' in text
+
+
+def test_readyz_is_503_when_the_database_is_gone(make_gateway: Any) -> None:
+    import shutil
+
+    gw = make_gateway()
+    assert gw.client.get("/readyz").status_code == 200
+    gw.runtime.db.dispose()
+    shutil.rmtree(gw.home)  # the database file and its directory disappear under the running gateway
+    resp = gw.client.get("/readyz")
+    assert resp.status_code == 503
+    assert resp.json()["type"].endswith("/unavailable")
