@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         log.info("mediagate ready: policy %s, models %s", rt.policy.revision, rt.registry.names())
         yield
         if runtime is None:
-            rt.db.dispose()
+            rt.close()
 
     app = FastAPI(
         title="mediagate", version="0.1.0", lifespan=lifespan,

@@ -33,6 +33,11 @@ class Runtime:
     metrics: Metrics
     flow: Flow
 
+    def close(self) -> None:
+        """Stop the policy engine's threads and close database connections."""
+        self.policy.close()
+        self.db.dispose()
+
     @property
     def templates(self) -> Any:
         """The template library of the template generator (``generators.template.TemplateLibrary``)."""

@@ -76,7 +76,7 @@ def make_gateway(
     yield make
     for client in started:
         client.__exit__(None, None, None)
-        client.app.state.runtime.db.dispose()  # type: ignore[attr-defined]
+        client.app.state.runtime.close()  # type: ignore[attr-defined]
 
 
 @pytest.fixture

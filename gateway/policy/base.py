@@ -49,6 +49,10 @@ class PolicyEngineError(Exception):
     """The engine could not produce a decision (error, timeout, undefined result). Callers fail closed."""
 
 
+class EngineClosed(PolicyEngineError):
+    """The engine was closed (e.g. replaced by a newer bundle) before it could take the call."""
+
+
 class PolicyEngine(Protocol):
     """Evaluates a rule of the bundle (``data.<path>``) against an input document."""
 
@@ -61,4 +65,8 @@ class PolicyEngine(Protocol):
 
     def check(self) -> None:
         """Raise ``PolicyEngineError`` unless the engine can answer right now (used by /readyz)."""
+        ...
+
+    def close(self) -> None:
+        """Release the engine's threads and connections. Idempotent."""
         ...

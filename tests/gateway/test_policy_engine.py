@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
+import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.policy.base import PolicyEngineError
+from gateway.policy.base import EngineClosed, PolicyEngineError
 from gateway.policy.bundle import BundleError, load_bundle
 from gateway.policy.embedded import EmbeddedRegoEngine
 from gateway.policy.testing import run_bundle_tests
@@ -18,8 +21,10 @@ from gateway.settings import REPO_POLICIES
 
 
 @pytest.fixture(scope="module")
-def engine() -> EmbeddedRegoEngine:
-    return EmbeddedRegoEngine(load_bundle(REPO_POLICIES))
+def engine() -> Iterator[EmbeddedRegoEngine]:
+    engine = EmbeddedRegoEngine(load_bundle(REPO_POLICIES))
+    yield engine
+    engine.close()
 
 
 def pre_input(text: str, tenant: str = "demo", **request: Any) -> dict[str, Any]:
@@ -60,7 +65,7 @@ def test_broken_bundles_are_refused_with_the_file_named(tmp_path: Path, edit: An
     shutil.copytree(REPO_POLICIES, root)
     edit(root)
     with pytest.raises((BundleError, PolicyEngineError), match=message):
-        EmbeddedRegoEngine(load_bundle(root))
+        EmbeddedRegoEngine(load_bundle(root)).close()
 
 
 def test_missing_bundle_dir(tmp_path: Path) -> None:
@@ -84,7 +89,7 @@ def test_undefined_is_an_error_not_a_decision(engine: EmbeddedRegoEngine) -> Non
 
 
 def test_concurrent_evaluation_from_many_threads(engine: EmbeddedRegoEngine) -> None:
-    """regorus engines panic across threads; the engine keeps one per thread, so 8 threads agree with serial."""
+    """regorus engines panic across threads; callers hand work to owner threads, so 8 threads agree with serial."""
     prompts = [f"{'gore' if i % 3 == 0 else 'lake'} number {i}" for i in range(400)]
 
     def decide(text: str) -> bool:
@@ -108,3 +113,37 @@ def test_every_rego_test_passes_and_a_broken_rule_fails_one(tmp_path: Path) -> N
     (root / "mediagate/config/data.json").write_text(json.dumps(data))
     broken = run_bundle_tests(load_bundle(root))
     assert {r.name for r in broken if not r.passed} >= {"test_deny_table"}
+
+
+def test_close_drops_every_engine_on_its_own_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A regorus engine dropped on a foreign thread leaks with an 'unsendable' error; closing must never do that."""
+    unraisable: list[str] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(str(u.exc_value)))
+    def use_and_close() -> None:
+        engine = EmbeddedRegoEngine(load_bundle(REPO_POLICIES), workers=3)
+        with ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(
+                lambda i: engine.evaluate("data.mediagate.pre.decision", pre_input(f"lake {i}")), range(60)
+            ))
+        assert all(r["allow"] for r in results)
+        engine.check()
+        engine.close()
+        engine.close()  # idempotent
+
+    use_and_close()  # the adapter is freed here, on this thread
+    gc.collect()
+    assert unraisable == []
+
+
+def test_closed_engine_refuses_calls_and_is_not_ready() -> None:
+    engine = EmbeddedRegoEngine(load_bundle(REPO_POLICIES), workers=1)
+    engine.close()
+    with pytest.raises(EngineClosed, match="closed"):
+        engine.evaluate("data.mediagate.pre.decision", pre_input("lake"))
+    with pytest.raises(PolicyEngineError, match="not running"):
+        engine.check()
+
+
+def test_workers_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="`workers` must be at least 1 but is 0"):
+        EmbeddedRegoEngine(load_bundle(REPO_POLICIES), workers=0)
