@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--unique", action="store_true",
+                        help="make every request's text different, so no prompt-feature cache hit helps")
     args = parser.parse_args()
 
     from gateway.app import create_app
@@ -77,11 +79,16 @@ def main() -> None:
 
     local = threading.local()
 
-    def one(_: int) -> float:
+    def one(i: int) -> float:
         if not hasattr(local, "client"):
             local.client = httpx.Client(base_url=base, headers=headers, timeout=120)
+        sent = body
+        if args.unique and "prompt" in body:
+            sent = {**body, "prompt": f"{body['prompt']} number {i}"}
+        elif args.unique:
+            sent = {**body, "fields": {**body["fields"], "subline": f"Up to {i % 90 + 5}% off, code {i}"}}
         start = time.perf_counter()
-        resp = local.client.post("/v1/generations", json=body)
+        resp = local.client.post("/v1/generations", json=sent)
         elapsed = time.perf_counter() - start
         if resp.status_code != 200 or resp.json()["decision"] != "release":
             raise SystemExit(f"unexpected response {resp.status_code}: {resp.text[:300]}")
@@ -99,7 +106,8 @@ def main() -> None:
     total = sum(latencies)
     stages["edge"] = max(total - sum(stages.values()), 0.0)
     q = statistics.quantiles(latencies, n=100)
-    print(f"path={args.path} requests={args.requests} concurrency={args.concurrency} cpus={os.cpu_count()}")
+    print(f"path={args.path} requests={args.requests} concurrency={args.concurrency} unique={args.unique} "
+          f"cpus={os.cpu_count()}")
     print(f"throughput: {args.requests / wall:.1f} req/s")
     print(f"latency: p50 {q[49] * 1000:.1f} ms, p95 {q[94] * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms")
     print("| stage | total s | share |")

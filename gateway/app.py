@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from gateway.metrics import Metrics
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware
 from gateway.problems import install_problem_handlers
-from gateway.routes import assets, audit, generations, health, openai_images, reviews
+from gateway.routes import assets, audit, generations, health, openai_images, policies, reviews
 from gateway.runtime import Runtime, build_runtime
 from gateway.settings import Settings
 
@@ -30,18 +30,23 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = runtime if runtime is not None else build_runtime(settings, metrics=metrics)
         app.state.runtime = rt
+        rt.start_watching()
         log.info("mediagate ready: policy %s, models %s", rt.policy.revision, rt.registry.names())
-        yield
-        if runtime is None:
-            rt.close()
+        try:
+            yield
+        finally:
+            rt.stop_watching()
+            if runtime is None:
+                rt.close()
 
     app = FastAPI(
         title="mediagate", version="0.1.0", lifespan=lifespan,
         description="Governance-first quality and safety gateway for AI media generation.",
     )
     install_problem_handlers(app)
-    for module in (health, generations, openai_images, assets, reviews, audit):
+    for module in (health, generations, openai_images, assets, reviews, audit, policies):
         app.include_router(module.router)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes,
+                       overrides={"/v1/policies": settings.policy_max_bundle_bytes})
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -69,38 +69,78 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+BUNDLE_DIR_HELP = "bundle directory (default MEDIAGATE_POLICY_DIR or the repo's policies/)"
+
+
+def _bundle_dir(args: argparse.Namespace) -> Path:
+    return Path(args.dir) if args.dir else _settings().policy_dir
+
+
+def _in_dir(directory: Path, problem: str) -> str:
+    """Bundle-relative ``file:line:col`` -> a path the shell (and CI annotations) can open."""
+    first = problem.split(":", 1)[0]
+    return f"{directory / first}:{problem.split(':', 1)[1]}" if (directory / first).is_file() else problem
+
+
 def cmd_policy_test(args: argparse.Namespace) -> int:
     from gateway.policy.base import PolicyEngineError
     from gateway.policy.bundle import BundleError, load_bundle
     from gateway.policy.testing import run_bundle_tests
 
+    directory = _bundle_dir(args)
     try:
-        results = run_bundle_tests(load_bundle(Path(args.dir) if args.dir else _settings().policy_dir))
+        run = run_bundle_tests(load_bundle(directory), coverage=args.coverage)
     except (BundleError, PolicyEngineError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(_in_dir(directory, str(exc)), file=sys.stderr)
         return 2
-    for r in results:
+    for r in run.results:
         status = "PASS" if r.passed else "FAIL"
-        print(f"{status} {r.file}: data.{r.package}.{r.name}" + (f" ({r.detail})" if r.detail else ""))
-    failed = sum(not r.passed for r in results)
-    print(f"{len(results) - failed} passed, {failed} failed")
-    if not results:
-        print("error: no test_* rules found", file=sys.stderr)
+        print(f"{r.path}: {status} ({r.duration_s * 1000:.1f}ms)")
+        if not r.passed:
+            print(f"  {directory / r.file}: {r.detail}")
+            for line in r.prints:
+                print(f"  print: {line}")
+    print("-" * 80)
+    if not run.results:
+        print("error: no test_* rules found in any *_test.rego file", file=sys.stderr)
         return 1
-    return 1 if failed else 0
+    passed = len(run.results) - len(run.failed)
+    print(f"{'PASS' if run.ok else 'FAIL'}: {passed}/{len(run.results)}")
+    if args.coverage:
+        print("Coverage (policy files, lines evaluated by the tests):")
+        for file, share in run.coverage.items():
+            print(f"  {directory / file}: {share * 100:.1f}%")
+        total = sum(run.coverage.values()) / len(run.coverage) if run.coverage else 0.0
+        print(f"  overall (mean of files): {total * 100:.1f}%")
+    return 0 if run.ok else 1
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
-    from gateway.policy.base import PolicyEngineError
     from gateway.policy.bundle import BundleError, load_bundle
-    from gateway.policy.embedded import compile_bundle
+    from gateway.policy.testing import check_bundle
+
+    directory = _bundle_dir(args)
+    try:
+        problems = check_bundle(load_bundle(directory))
+    except BundleError as exc:
+        problems = [str(exc)]
+    for problem in problems:
+        print(_in_dir(directory, problem), file=sys.stderr)
+    if problems:
+        return 1
+    print(f"{directory}: ok")
+    return 0
+
+
+def cmd_policy_doc(args: argparse.Namespace) -> int:
+    from gateway.policy.bundle import BundleError, load_bundle
+    from gateway.policy.docs import render_rules
 
     try:
-        compile_bundle(load_bundle(Path(args.dir) if args.dir else _settings().policy_dir), with_tests=True)
-    except (BundleError, PolicyEngineError) as exc:
+        print(render_rules(load_bundle(_bundle_dir(args))), end="")
+    except BundleError as exc:
         print(exc, file=sys.stderr)
         return 1
-    print("ok")
     return 0
 
 
@@ -131,12 +171,18 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=cmd_audit_verify)
 
     policy = sub.add_parser("policy", help="policy bundle tools").add_subparsers(dest="policy_command", required=True)
-    ptest = policy.add_parser("test", help="run every test_* rule of the bundle (like `opa test`)")
-    ptest.add_argument("dir", nargs="?", help="bundle directory (default MEDIAGATE_POLICY_DIR or ./policies)")
+    ptest = policy.add_parser(
+        "test", help="run every test_* rule of the bundle like `opa test`; exit 1 on any failure or no tests")
+    ptest.add_argument("dir", nargs="?", help=BUNDLE_DIR_HELP)
+    ptest.add_argument("--coverage", action="store_true", help="also report the share of lines covered per file")
     ptest.set_defaults(func=cmd_policy_test)
-    pcheck = policy.add_parser("check", help="parse and compile the bundle; errors as file:line:col")
-    pcheck.add_argument("dir", nargs="?", help="bundle directory")
+    pcheck = policy.add_parser(
+        "check", help="parse and compile the bundle; each problem as file:line:col: message; exit 1 on any")
+    pcheck.add_argument("dir", nargs="?", help=BUNDLE_DIR_HELP)
     pcheck.set_defaults(func=cmd_policy_check)
+    pdoc = policy.add_parser("doc", help="print the rule reference (markdown) from the bundle's METADATA annotations")
+    pdoc.add_argument("dir", nargs="?", help=BUNDLE_DIR_HELP)
+    pdoc.set_defaults(func=cmd_policy_doc)
     return parser
 
 

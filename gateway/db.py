@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Table, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, create_engine
 
@@ -37,3 +37,23 @@ def create_schema(engine: Engine) -> None:
     SqlAuditStore.create_schema(engine)
     tables = [t for name, t in SQLModel.metadata.tables.items() if name != "audit_entries"]
     SQLModel.metadata.create_all(engine, tables=tables)
+    add_missing_columns(engine, tables)
+
+
+def add_missing_columns(engine: Engine, tables: list[Table]) -> None:
+    """Bring a database made by an earlier version up to date: add columns that are new and nullable.
+
+    ``create_all`` creates missing tables but never alters existing ones. Only additive, nullable columns are
+    handled here; anything else would need a real migration and fails loudly instead.
+    """
+    inspector = inspect(engine)
+    for table in tables:
+        existing = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in existing:
+                continue
+            if not column.nullable:
+                raise RuntimeError(f"table {table.name} lacks the required column {column.name}; migrate the database")
+            kind = column.type.compile(dialect=engine.dialect)
+            with engine.begin() as conn:
+                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))

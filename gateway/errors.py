@@ -64,6 +64,12 @@ class PayloadTooLarge(GatewayError):
     title = "Request body too large"
 
 
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    slug = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
 class Unauthorized(GatewayError):
     status = 401
     slug = "unauthorized"

@@ -20,24 +20,24 @@ from typing import Any
 
 from PIL import Image
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, func, select
 
 from audit.base import AuditEntry, AuditStore
 from gateway.assets import AssetStore
 from gateway.auth import Principal
 from gateway.errors import DependencyUnavailable, GatewayError, PolicyDenied
+from gateway.features import PromptFeatures
 from gateway.metrics import Metrics
 from gateway.models import Asset, Generation, Review
-from gateway.policy.base import PolicyDecision, PolicyEngine, PolicyEngineError, Reason
+from gateway.policy.base import PolicyDecision, Reason
+from gateway.policy.manager import PolicyManager
 from generators.base import GeneratedImage, GenerationSpec
 from generators.registry import ModelRegistry
 from quality.base import Scorer, score_images
 
 log = logging.getLogger(__name__)
 
-PRE_DECISION = "data.mediagate.pre.decision"
-RELEASE_DECISION = "data.mediagate.release.decision"
-STAGES = ("pre_policy", "generate", "score", "release_policy", "store", "audit")
+STAGES = ("features", "pre_policy", "generate", "score", "release_policy", "store", "audit")
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,8 @@ class FlowResult:
     assets: tuple[ReleasedAsset, ...]
     audit_entry: AuditEntry
     policy_revision: str
+    pre_decision_id: str
+    release_decision_id: str
     model_revision: str
     review_id: str | None
     stage_seconds: Mapping[str, float]
@@ -110,11 +112,12 @@ def encode_png(image: Image.Image) -> bytes:
 
 class Flow:
     def __init__(
-        self, *, db: Engine, policy: PolicyEngine, registry: ModelRegistry, scorers: Sequence[Scorer],
-        audit: AuditStore, assets: AssetStore, metrics: Metrics,
+        self, *, db: Engine, policy: PolicyManager, features: PromptFeatures, registry: ModelRegistry,
+        scorers: Sequence[Scorer], audit: AuditStore, assets: AssetStore, metrics: Metrics,
     ) -> None:
         self.db = db
         self.policy = policy
+        self.features = features
         self.registry = registry
         self.scorers = list(scorers)
         self.audit = audit
@@ -129,27 +132,6 @@ class Flow:
         finally:
             timings[name] = time.perf_counter() - start
             self.metrics.stage_seconds.labels(name).observe(timings[name])
-
-    def _decide(self, stage: str, path: str, input_doc: Mapping[str, Any]) -> PolicyDecision:
-        try:
-            raw = self.policy.evaluate(path, input_doc)
-            if stage == "pre":
-                result = "allow" if raw["allow"] is True else "deny"
-                reasons = tuple(Reason(r["code"], r["msg"], r.get("rule", "")) for r in raw["deny"])
-                obligations = dict(raw.get("obligations") or {})
-            else:
-                result = raw["outcome"]
-                if result not in ("release", "review", "reject"):
-                    raise ValueError(f"unknown outcome {result!r}")
-                reasons = tuple(Reason(r["code"], r["msg"], r.get("rule", "")) for r in raw["reasons"])
-                obligations = {}
-        except (PolicyEngineError, KeyError, TypeError, ValueError) as exc:
-            # Fail closed: no decision is a denial, reported as the engine being unavailable.
-            self.metrics.policy_decisions.labels(stage, "error", "engine_error").inc()
-            raise DependencyUnavailable(f"the {stage} policy gave no usable decision: {exc}") from exc
-        for code in [r.code for r in reasons] or [""]:
-            self.metrics.policy_decisions.labels(stage, result, code).inc()
-        return PolicyDecision(stage, result, reasons, obligations, self.policy.revision, self.policy.name)
 
     def _commit(self, write: Any) -> AuditEntry:
         """Run ``write(session) -> AuditEntry`` in one transaction. No commit, no release: 503 and nothing kept."""
@@ -167,19 +149,22 @@ class Flow:
     def run(self, principal: Principal, req: FlowRequest) -> FlowResult:
         timings: dict[str, float] = {}
         generation_id = new_id("gen")
+        with self._stage("features", timings):
+            features = self.features.compute(req.text, self.policy.active.catalogue)
         base_input = {
             "principal": principal.as_dict(),
             "request": {**req.as_dict(), "text": req.text},
-            "context": {"time": datetime.now(UTC).isoformat()},
+            "features": features,
+            "context": {"time": datetime.now(UTC).isoformat(), "usage": self._usage(principal, req)},
         }
         with self._stage("pre_policy", timings):
-            pre = self._decide("pre", PRE_DECISION, base_input)
+            pre = self.policy.decide("pre", base_input, ref=generation_id, tenant=principal.tenant)
         if pre.result != "allow":
-            entry = self._commit(lambda s: self._record_denial(s, principal, req, generation_id, pre))
+            entry = self._commit(lambda s: self._record_denial(s, principal, req, generation_id, pre, features))
             raise PolicyDenied(
                 "; ".join(r.msg for r in pre.reasons) or "denied by the pre-policy",
                 codes=pre.codes, reasons=[r.as_dict() for r in pre.reasons], audit_entry=entry.id,
-                policy_revision=pre.revision,
+                policy_revision=pre.revision, decision_id=pre.id, generation_id=generation_id,
             )
 
         entry_model = self.registry.get(req.model)
@@ -202,7 +187,7 @@ class Flow:
             "images": [{"index": g.index, "card": c.as_dict()} for g, c in zip(images, cards, strict=True)],
         }
         with self._stage("release_policy", timings):
-            release = self._decide("release", RELEASE_DECISION, release_input)
+            release = self.policy.decide("release", release_input, ref=generation_id, tenant=principal.tenant)
 
         status = {"release": "released", "review": "held", "reject": "rejected"}[release.result]
         with self._stage("store", timings):
@@ -216,6 +201,7 @@ class Flow:
             "generation_id": generation_id,
             "principal": principal.as_dict(),
             "request": req.as_dict(),
+            "features": features,
             "pre": pre.as_dict(),
             "generator": {"model": req.model, "revision": images[0].model_revision if images else ""},
             "images": [
@@ -231,7 +217,8 @@ class Flow:
             entry = self.audit.append(session, tenant=principal.tenant, kind="generation.decided", payload=payload)
             session.add(Generation(
                 id=generation_id, tenant=principal.tenant, key_id=principal.key_id, kind=req.kind, model=req.model,
-                decision=release.result, reasons_json=json.dumps([r.as_dict() for r in release.reasons]),
+                template=req.template, decision=release.result,
+                reasons_json=json.dumps([r.as_dict() for r in release.reasons]),
                 policy_revision=release.revision, audit_entry_id=entry.id,
             ))
             session.flush()  # the generation row must exist before rows that reference it
@@ -251,8 +238,9 @@ class Flow:
             entry = self._commit(write)
         return FlowResult(
             generation_id=generation_id, decision=release.result, reasons=release.reasons, assets=tuple(stored),
-            audit_entry=entry, policy_revision=release.revision,
-            model_revision=images[0].model_revision if images else "", review_id=review_id, stage_seconds=timings,
+            audit_entry=entry, policy_revision=release.revision, pre_decision_id=pre.id,
+            release_decision_id=release.id, model_revision=images[0].model_revision if images else "",
+            review_id=review_id, stage_seconds=timings,
         )
 
     def _generate(self, generator: Any, spec: GenerationSpec) -> list[GeneratedImage]:
@@ -270,17 +258,30 @@ class Flow:
             raise DependencyUnavailable(f"generator {spec.model!r} returned {len(images)} images for n={spec.n}")
         return images
 
+    def _usage(self, principal: Principal, req: FlowRequest) -> dict[str, int]:
+        """What the tenant has already made that rules may count: assets released or held per template."""
+        if req.template is None:
+            return {}
+        with Session(self.db) as session:
+            used = session.exec(
+                select(func.count()).select_from(Asset).join(Generation, col(Asset.generation_id) == Generation.id)
+                .where(Generation.tenant == principal.tenant, Generation.template == req.template,
+                       col(Asset.status).in_(["released", "held"]))
+            ).one()
+        return {"template_assets": int(used)}
+
     def _record_denial(
-        self, session: Session, principal: Principal, req: FlowRequest, generation_id: str, pre: PolicyDecision
+        self, session: Session, principal: Principal, req: FlowRequest, generation_id: str, pre: PolicyDecision,
+        features: Mapping[str, Any],
     ) -> AuditEntry:
         payload = {
             "generation_id": generation_id, "principal": principal.as_dict(), "request": req.as_dict(),
-            "pre": pre.as_dict(), "decision": "deny",
+            "features": dict(features), "pre": pre.as_dict(), "decision": "deny",
         }
         entry = self.audit.append(session, tenant=principal.tenant, kind="generation.denied", payload=payload)
         session.add(Generation(
             id=generation_id, tenant=principal.tenant, key_id=principal.key_id, kind=req.kind, model=req.model,
-            decision="deny", reasons_json=json.dumps([r.as_dict() for r in pre.reasons]),
+            template=req.template, decision="deny", reasons_json=json.dumps([r.as_dict() for r in pre.reasons]),
             policy_revision=pre.revision, audit_entry_id=entry.id,
         ))
         return entry

@@ -26,6 +26,23 @@ class Metrics:
             "mediagate_generation_duration_seconds", "Generator call duration by model.",
             ["model"], registry=self.registry, buckets=LATENCY_BUCKETS,
         )
+        self.policy_activations = Counter(
+            "mediagate_policy_activations_total", "Candidate policy bundles activated or refused, by source.",
+            ["source", "result"], registry=self.registry,
+        )
+        self.shadow_decisions = Counter(
+            "mediagate_policy_shadow_decisions_total",
+            "Live decisions re-evaluated on the shadow bundle, by stage and whether it agreed with the active one.",
+            ["stage", "agreement"], registry=self.registry,
+        )
+        self.features_seconds = Histogram(
+            "mediagate_prompt_features_duration_seconds", "Time to normalise a request's text and embed it.",
+            registry=self.registry, buckets=LATENCY_BUCKETS,
+        )
+        self.features_cache = Counter(
+            "mediagate_prompt_features_cache_total", "Prompt-feature lookups answered from the cache or computed.",
+            ["result"], registry=self.registry,
+        )
         self.scoring_seconds = Histogram(
             "mediagate_scoring_duration_seconds", "Scorer duration per batch by scorer.",
             ["scorer"], registry=self.registry, buckets=LATENCY_BUCKETS,

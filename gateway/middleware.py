@@ -18,17 +18,22 @@ class BodyLimitMiddleware:
     The body is buffered (it is at most ``limit`` bytes) and replayed to the app.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, overrides: dict[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.overrides = overrides or {}  # path prefix -> limit, e.g. policy bundle uploads
+
+    def _limit_for(self, path: str) -> int:
+        return next((n for prefix, n in self.overrides.items() if path.startswith(prefix)), self.limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        too_large = PayloadTooLarge(f"the request body exceeds the limit of {self.limit} bytes", limit=self.limit)
+        limit = self._limit_for(scope["path"])
+        too_large = PayloadTooLarge(f"the request body exceeds the limit of {limit} bytes", limit=limit)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+        if declared is not None and declared.isdigit() and int(declared) > limit:
             await problem_response(too_large, scope["path"])(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -39,7 +44,7 @@ class BodyLimitMiddleware:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.limit:
+            if size > limit:
                 await problem_response(too_large, scope["path"])(scope, receive, send)
                 return
             chunks.append(chunk)

@@ -34,6 +34,7 @@ class Generation(SQLModel, table=True):
     key_id: str
     kind: str
     model: str
+    template: str | None = Field(default=None, index=True)
     decision: str
     reasons_json: str = "[]"
     policy_revision: str
@@ -73,3 +74,45 @@ class Review(SQLModel, table=True):
     decided_by: str | None = None
     decision_note: str | None = None
     audit_entry_id: str | None = None
+
+
+class PolicyEvent(SQLModel, table=True):
+    """One event in the life of policy bundles: activated, refused, shadow_started, shadow_stopped.
+
+    Rows are only ever inserted, each in the same transaction as its audit entry. ``archive`` keeps the exact
+    bundle (reproducible tar.gz) of activations and shadows, so any earlier revision can be rolled back to.
+    """
+
+    __tablename__ = "policy_events"
+
+    id: str = Field(primary_key=True)
+    event: str = Field(index=True)
+    label: str | None = None  # revision+digest of the bundle; None when it could not even be loaded
+    digest: str | None = Field(default=None, index=True)
+    manifest_revision: str | None = None
+    source: str  # directory | upload | rollback | restore
+    tenant: str
+    actor: str  # the key id, or "system"
+    detail_json: str = "{}"
+    archive: bytes | None = None
+    audit_entry_id: str
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class ShadowDisagreement(SQLModel, table=True):
+    """A live decision where the shadow bundle would have decided differently from the active one."""
+
+    __tablename__ = "shadow_disagreements"
+
+    id: str = Field(primary_key=True)
+    shadow_label: str = Field(index=True)
+    active_label: str
+    stage: str  # pre | release
+    tenant: str = Field(index=True)
+    generation_id: str = Field(index=True)
+    decision_id: str
+    active_outcome: str
+    shadow_outcome: str  # allow | deny | release | review | reject | error
+    active_codes_json: str = "[]"
+    shadow_codes_json: str = "[]"
+    created_at: datetime = Field(default_factory=utcnow, index=True)

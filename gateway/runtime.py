@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,11 +11,14 @@ from sqlalchemy.engine import Engine
 from audit.sql_store import SqlAuditStore
 from gateway.assets import LocalAssetStore
 from gateway.db import create_schema, make_engine
+from gateway.features import ConceptSimilarity, PromptFeatures
 from gateway.flow import Flow
 from gateway.metrics import Metrics
 from gateway.policy.base import PolicyEngine
-from gateway.policy.bundle import load_bundle
+from gateway.policy.bundle import Bundle
 from gateway.policy.embedded import EmbeddedRegoEngine
+from gateway.policy.manager import PolicyManager
+from gateway.policy.watcher import BundleWatcher
 from gateway.schemas import parse_size
 from gateway.settings import Settings
 from generators.registry import TEMPLATE_MODEL, ModelRegistry, build_default_registry
@@ -25,16 +29,35 @@ from quality.base import Scorer
 class Runtime:
     settings: Settings
     db: Engine
-    policy: PolicyEngine
+    policy: PolicyManager
     registry: ModelRegistry
     scorers: list[Scorer]
     audit: SqlAuditStore
     assets: LocalAssetStore
     metrics: Metrics
     flow: Flow
+    watcher: BundleWatcher | None = None
+
+    def start_watching(self) -> None:
+        """Hot reload of the policy directory (MEDIAGATE_POLICY_WATCH), where this gateway owns activation."""
+        if self.settings.policy_watch and not self.external_policy and self.watcher is None:
+            self.watcher = BundleWatcher(self.policy, self.settings.policy_dir,
+                                         debounce_ms=self.settings.policy_watch_debounce_ms)
+            self.watcher.start()
+
+    def stop_watching(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
+
+    @property
+    def external_policy(self) -> bool:
+        """An OPA server serving its own bundle decides which revision is active, not this gateway."""
+        return self.settings.policy_engine == "opa" and self.settings.opa_mode == "bundle"
 
     def close(self) -> None:
-        """Stop the policy engine's threads and close database connections."""
+        """Stop the watcher and the policy engines' threads, and close database connections."""
+        self.stop_watching()
         self.policy.close()
         self.db.dispose()
 
@@ -67,19 +90,50 @@ def build_registry(settings: Settings) -> ModelRegistry:
     )
 
 
+def engine_factory(settings: Settings) -> Callable[[Bundle], PolicyEngine]:
+    """The configured engine for a bundle: regorus in-process, or an OPA server the bundle is pushed to."""
+    if settings.policy_engine == "embedded":
+        return lambda bundle: EmbeddedRegoEngine(bundle, workers=settings.policy_workers,
+                                                 timeout_s=settings.policy_timeout_s)
+    from gateway.policy.opa_server import OpaServerEngine
+
+    return lambda bundle: OpaServerEngine(
+        bundle, url=settings.opa_url, mode=settings.opa_mode, timeout_s=settings.opa_timeout_s,
+        retries=settings.opa_retries, token=settings.opa_token,
+    )
+
+
+def build_matcher(settings: Settings) -> ConceptSimilarity:
+    from quality.concepts import ConceptMatcher
+
+    return ConceptMatcher(settings.concept_model_dir, device=settings.features_device)
+
+
 def build_runtime(
     settings: Settings, *, registry: ModelRegistry | None = None, scorers: list[Scorer] | None = None,
-    metrics: Metrics | None = None,
+    metrics: Metrics | None = None, matcher: ConceptSimilarity | None = None,
 ) -> Runtime:
-    """Open the database, compile the policy bundle, load models and scorers. Fails loudly on any bad part."""
+    """Open the database, activate the policy bundle, load models and scorers. Fails loudly on any bad part."""
     db = make_engine(settings.db_url, busy_timeout_ms=settings.db_busy_timeout_ms)
     create_schema(db)
-    policy = EmbeddedRegoEngine(load_bundle(settings.policy_dir))
-    registry = registry if registry is not None else build_registry(settings)
-    scorers = scorers if scorers is not None else build_scorers(settings.scorers)
-    assert settings.asset_dir is not None
-    assets = LocalAssetStore(settings.asset_dir)
     audit = SqlAuditStore()
     metrics = metrics or Metrics()
-    flow = Flow(db=db, policy=policy, registry=registry, scorers=scorers, audit=audit, assets=assets, metrics=metrics)
+    policy = PolicyManager(
+        db=db, audit=audit, metrics=metrics, engine_factory=engine_factory(settings),
+        shadow_engine_factory=lambda bundle: EmbeddedRegoEngine(bundle, workers=1, timeout_s=settings.policy_timeout_s),
+        max_bundle_bytes=settings.policy_max_bundle_bytes,
+    )
+    policy.start(settings.policy_dir)
+    try:
+        registry = registry if registry is not None else build_registry(settings)
+        scorers = scorers if scorers is not None else build_scorers(settings.scorers)
+        features = PromptFeatures(matcher if matcher is not None else build_matcher(settings), metrics,
+                                  cache_size=settings.features_cache_size)
+    except BaseException:
+        policy.close()
+        raise
+    assert settings.asset_dir is not None
+    assets = LocalAssetStore(settings.asset_dir)
+    flow = Flow(db=db, policy=policy, features=features, registry=registry, scorers=scorers, audit=audit,
+                assets=assets, metrics=metrics)
     return Runtime(settings, db, policy, registry, scorers, audit, assets, metrics, flow)

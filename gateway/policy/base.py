@@ -29,6 +29,7 @@ class PolicyDecision:
     obligations: Mapping[str, Any] = field(default_factory=dict)
     revision: str = ""
     engine: str = ""
+    id: str = ""  # decision id, unique per evaluation; recorded in the response and the audit entry
 
     @property
     def codes(self) -> list[str]:
@@ -36,6 +37,7 @@ class PolicyDecision:
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "id": self.id,
             "stage": self.stage,
             "result": self.result,
             "reasons": [r.as_dict() for r in self.reasons],
@@ -43,6 +45,29 @@ class PolicyDecision:
             "revision": self.revision,
             "engine": self.engine,
         }
+
+
+def parse_decision(stage: str, raw: Any) -> tuple[str, tuple[Reason, ...], dict[str, Any]]:
+    """Read an entrypoint's value: ``(result, reasons, obligations)``. Raises ``ValueError`` on any other shape.
+
+    ``pre`` answers ``{allow, deny: [{code, msg, rule}], obligations}``; ``release`` answers
+    ``{outcome: release|review|reject, reasons: [...]}``. A value of another shape is no decision at all.
+    """
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"the {stage} decision is {type(raw).__name__}, not an object")
+    if stage == "pre":
+        if not isinstance(raw.get("allow"), bool):
+            raise ValueError("the pre decision has no boolean `allow`")
+        result, items = ("allow" if raw["allow"] else "deny"), raw["deny"]
+        obligations = dict(raw.get("obligations") or {})
+    else:
+        result, items, obligations = raw["outcome"], raw["reasons"], {}
+        if result not in ("release", "review", "reject"):
+            raise ValueError(f"unknown release outcome {result!r}")
+    reasons = tuple(Reason(str(r["code"]), str(r["msg"]), str(r.get("rule", ""))) for r in items)
+    if result == "deny" and not reasons:
+        raise ValueError("the pre decision denies without a reason")
+    return result, reasons, obligations
 
 
 class PolicyEngineError(Exception):

@@ -38,7 +38,8 @@ def result_body(result: FlowResult, request: Request) -> dict[str, Any]:
         "review": {"id": result.review_id, "status": "pending"} if result.review_id else None,
         "audit_entry": result.audit_entry.id,
         "audit_entry_hash": result.audit_entry.hash,
-        "policy": {"revision": result.policy_revision},
+        "policy": {"revision": result.policy_revision, "pre_decision_id": result.pre_decision_id,
+                   "release_decision_id": result.release_decision_id},
         "model": {"revision": result.model_revision},
     }
 

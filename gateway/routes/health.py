@@ -35,7 +35,8 @@ def readyz(rt: RuntimeDep) -> dict[str, object]:
         raise DependencyUnavailable("no models loaded")
     return {
         "status": "ready",
-        "policy": {"engine": rt.policy.name, "revision": rt.policy.revision},
+        "policy": {"engine": rt.policy.active.engine.name, "revision": rt.policy.revision,
+                   "shadow": rt.policy.shadow.bundle.label if rt.policy.shadow.bundle else None},
         "models": rt.registry.names(),
         "scorers": [s.name for s in rt.scorers],
     }

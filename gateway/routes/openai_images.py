@@ -32,7 +32,7 @@ def images_generations(body: OpenAIImagesBody, principal: PrincipalDep, rt: Runt
     result = rt.flow.run(principal, req)
     governance = {
         "id": result.generation_id, "decision": result.decision, "audit_entry": result.audit_entry.id,
-        "policy_revision": result.policy_revision,
+        "policy_revision": result.policy_revision, "release_decision_id": result.release_decision_id,
         "reasons": [{"code": r.code, "msg": r.msg} for r in result.reasons],
     }
     if result.decision == "review":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -55,7 +56,7 @@ def test_audit_verify_intact_log(make_gateway: Any, monkeypatch: pytest.MonkeyPa
                                  capsys: pytest.CaptureFixture[str]) -> None:
     _generate_some(make_gateway, monkeypatch)
     assert main(["audit", "verify"]) == 0
-    assert "3 entries verified" in capsys.readouterr().out
+    assert "4 entries verified" in capsys.readouterr().out  # the start-up policy activation, then 3 decisions
 
 
 def test_audit_verify_names_the_tampered_entry(make_gateway: Any, monkeypatch: pytest.MonkeyPatch,
@@ -63,25 +64,27 @@ def test_audit_verify_names_the_tampered_entry(make_gateway: Any, monkeypatch: p
     gw = _generate_some(make_gateway, monkeypatch)
     db = sqlite3.connect(gw.home / "mediagate.db")
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        db.execute("UPDATE audit_entries SET kind = 'x' WHERE seq = 2")
+        db.execute("UPDATE audit_entries SET kind = 'x' WHERE seq = 3")
     # An attacker with file access drops the guard and edits the denial into an allow.
     triggers = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='trigger'")]
     for name in triggers:
         db.execute(f"DROP TRIGGER {name}")
-    payload = db.execute("SELECT payload FROM audit_entries WHERE seq = 2").fetchone()[0]
-    db.execute("UPDATE audit_entries SET payload = ? WHERE seq = 2", (payload.replace('"deny"', '"allow"'),))
+    payload = db.execute("SELECT payload FROM audit_entries WHERE seq = 3").fetchone()[0]
+    assert '"decision":"deny"' in payload  # seq 1 is the policy activation, 2 "a cat", 3 the "gore" denial
+    db.execute("UPDATE audit_entries SET payload = ? WHERE seq = 3", (payload.replace('"deny"', '"allow"'),))
     db.commit()
     db.close()
     assert main(["audit", "verify"]) == 1
     err = capsys.readouterr().err
-    assert "seq=2" in err
+    assert "seq=3" in err
 
 
 def test_policy_test_passes_on_the_shipped_bundle(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["policy", "test", str(REPO_POLICIES)]) == 0
+    assert main(["policy", "test", "--coverage", str(REPO_POLICIES)]) == 0
     out = capsys.readouterr().out
-    assert "PASS mediagate/pre/pre_test.rego: data.mediagate.pre_test.test_deny_table" in out
-    assert " 0 failed" in out
+    assert "data.mediagate.pre_test.test_deny_table: PASS (" in out
+    assert re.search(r"^PASS: (\d+)/\1$", out, re.MULTILINE)
+    assert re.search(r"mediagate/pre/pre\.rego: \d+\.\d%", out)
 
 
 def test_policy_test_fails_when_a_rule_regresses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -91,7 +94,33 @@ def test_policy_test_fails_when_a_rule_regresses(tmp_path: Path, capsys: pytest.
     rego.write_text(rego.read_text().replace("p >= thresholds.nsfw_reject\n", "p > 2\n"))
     assert main(["policy", "test", str(root)]) == 1
     out = capsys.readouterr().out
-    assert "FAIL mediagate/release/release_test.rego: data.mediagate.release_test.test_outcome_table" in out
+    assert "data.mediagate.release_test.test_outcome_table: FAIL (" in out
+    assert re.search(r"^FAIL: \d+/\d+$", out, re.MULTILINE)
+
+
+def test_policy_test_prints_coverage_that_drops_when_tests_go(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "policies"
+    shutil.copytree(REPO_POLICIES, root)
+    (root / "mediagate/release/release_test.rego").write_text(
+        "package mediagate.release_test\n\nimport data.mediagate.release\n\n"
+        "test_only_one_thing if release.outcome == \"review\" with input as "
+        "{\"principal\": {\"tenant\": \"demo\"}, \"request\": {}, \"obligations\": {}, \"images\": []}\n"
+    )
+    assert main(["policy", "test", "--coverage", str(root)]) == 0
+    out = capsys.readouterr().out
+    share = float(re.search(r"mediagate/release/release\.rego: ([\d.]+)%", out).group(1))  # type: ignore[union-attr]
+    assert share < 80.0
+
+
+def test_policy_test_with_no_tests_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "policies"
+    shutil.copytree(REPO_POLICIES, root)
+    for test in root.rglob("*_test.rego"):
+        test.unlink()
+    assert main(["policy", "test", str(root)]) == 1
+    assert "no test_* rules" in capsys.readouterr().err
 
 
 def test_policy_check_reports_file_line_col(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -74,15 +74,20 @@ def patched_bundle(tmp_path: Path, edit: Any) -> Path:
 
 def test_undefined_release_decision_is_503(make_gateway: Any, tmp_path: Path) -> None:
     def break_release(root: Path) -> None:
+        # Undefined only for tenant "fragile", which the bundle's own tests never use: the bundle passes the
+        # activation gate, and the hole shows up on live traffic.
         rego = root / "mediagate/release/release.rego"
-        rego.write_text(rego.read_text().replace("decision := {", "decision := {\"never\": input.no_such_field,", 1))
+        text = rego.read_text().replace("decision := {", "decision := {\"guard\": guard,", 1)
+        rego.write_text(text + '\nguard := true if input.principal.tenant != "fragile"\n')
 
     gw = make_gateway(policy_dir=patched_bundle(tmp_path, break_release))
-    resp = gw.client.post("/v1/generations", headers=gw.key(), json={"prompt": "a cat", "size": "64x64"})
+    ok = gw.client.post("/v1/generations", headers=gw.key(), json={"prompt": "a cat", "size": "64x64"})
+    assert ok.status_code == 200
+    resp = gw.client.post("/v1/generations", headers=gw.key("fragile"), json={"prompt": "a cat", "size": "64x64"})
     assert resp.status_code == 503
     assert "release policy" in resp.json()["detail"]
     with Session(gw.runtime.db) as s:
-        assert s.exec(select(func.count()).select_from(Asset)).one() == 0
+        assert s.exec(select(func.count()).select_from(Asset).where(Asset.tenant == "fragile")).one() == 0
 
 
 def test_force_review_from_policy_data(make_gateway: Any, tmp_path: Path) -> None:
@@ -96,3 +101,4 @@ def test_force_review_from_policy_data(make_gateway: Any, tmp_path: Path) -> Non
     resp = gw.client.post("/v1/generations", headers=gw.key("careful"), json={"prompt": "a cat", "size": "64x64"})
     assert resp.json()["decision"] == "review"
     assert [r["code"] for r in resp.json()["reasons"]] == ["policy.force_review"]
+    assert "review.tenant_forced" in resp.json()["reasons"][0]["msg"]

@@ -27,17 +27,26 @@ def engine() -> Iterator[EmbeddedRegoEngine]:
     engine.close()
 
 
+CONCEPTS = load_bundle(REPO_POLICIES).data["mediagate"]["config"]["concepts"]
+
+
 def pre_input(text: str, tenant: str = "demo", **request: Any) -> dict[str, Any]:
+    """A pre-policy input as the flow builds it; features say the text is far from every banned concept."""
     req = {"kind": "prompt", "prompt": text, "negative_prompt": None, "model": "demo-tiny", "n": 1, "width": 64,
            "height": 64, "template": None, "fields": {}, "locale": None, "text": text, **request}
-    return {"principal": {"tenant": tenant, "role": "app", "key_id": "k"}, "request": req, "context": {}}
+    features = {"normalized": text.lower(), "folded": text.lower(), "changed": False, "mixed_script": False,
+                "concepts": dict.fromkeys(CONCEPTS, 0.0)}
+    return {"principal": {"tenant": tenant, "role": "app", "key_id": "k"}, "request": req, "features": features,
+            "context": {"time": "2026-11-25T12:00:00Z", "usage": {}}}
 
 
 def test_bundle_loads_manifest_data_and_splits_tests() -> None:
     bundle = load_bundle(REPO_POLICIES)
     assert bundle.revision == "2026-11-24.1"
     assert bundle.roots == ("mediagate",)
-    assert {p for p, _ in bundle.policies} == {"mediagate/pre/pre.rego", "mediagate/release/release.rego"}
+    assert {p for p, _ in bundle.policies} == {
+        "mediagate/lib/lib.rego", "mediagate/pre/pre.rego", "mediagate/release/release.rego",
+    }
     assert all(p.endswith("_test.rego") for p, _ in bundle.tests)
     assert "banned_terms" in bundle.data["mediagate"]["config"]["defaults"]
     assert bundle.label.startswith("2026-11-24.1+")
@@ -103,7 +112,7 @@ def test_concurrent_evaluation_from_many_threads(engine: EmbeddedRegoEngine) -> 
 
 
 def test_every_rego_test_passes_and_a_broken_rule_fails_one(tmp_path: Path) -> None:
-    results = run_bundle_tests(load_bundle(REPO_POLICIES))
+    results = run_bundle_tests(load_bundle(REPO_POLICIES)).results
     assert len(results) >= 10
     assert [r.name for r in results if not r.passed] == []
     root = tmp_path / "p"
@@ -111,7 +120,7 @@ def test_every_rego_test_passes_and_a_broken_rule_fails_one(tmp_path: Path) -> N
     data = json.loads((root / "mediagate/config/data.json").read_text())
     data["defaults"]["banned_terms"] = []
     (root / "mediagate/config/data.json").write_text(json.dumps(data))
-    broken = run_bundle_tests(load_bundle(root))
+    broken = run_bundle_tests(load_bundle(root)).results
     assert {r.name for r in broken if not r.passed} >= {"test_deny_table"}
 
 

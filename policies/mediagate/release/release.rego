@@ -2,13 +2,22 @@
 # title: Release policy
 # description: |
 #   Decides what happens to generated images once they are scored: release, review (held for a human) or
-#   reject. Input: {principal, request, obligations, images: [{index, card: {complete, scores, failed}}]}.
-#   A card that is not complete is never released: a scorer that failed gives no evidence (fail closed).
+#   reject. Input: {principal, request, obligations (from mediagate.pre), images: [{index, card}]}, where a card is
+#   {complete, scores: {scorer: {name: value}}, failed: {scorer: error}}. A card that is not complete is never
+#   released: a scorer that failed gives no evidence (fail closed). Thresholds come from the tenant's `release`
+#   settings, overridden by data.mediagate.config.brands[request.brand].release when the request names a brand.
 package mediagate.release
 
-settings := object.union(data.mediagate.config.defaults, object.get(data.mediagate.config.tenants, input.principal.tenant, {}))
+import data.mediagate.lib
 
-thresholds := settings.release
+settings := lib.tenant_settings(input.principal.tenant)
+
+brand := object.get(input.request, "brand", null)
+
+thresholds := object.union(
+	settings.release,
+	object.get(object.get(data.mediagate.config, ["brands", brand], {}), "release", {}),
+)
 
 # METADATA
 # title: NSFW probability above the reject threshold
@@ -20,8 +29,27 @@ reject contains reason if {
 	p >= thresholds.nsfw_reject
 	reason := {
 		"code": "safety.nsfw_reject",
-		"msg": sprintf("image %d: NSFW probability %.3f >= %.3f", [image.index, p, thresholds.nsfw_reject]),
+		"msg": sprintf("image %d: NSFW probability %s >= %s", [image.index, lib.num(p), lib.num(thresholds.nsfw_reject)]),
 		"rule": "mediagate.release.nsfw_reject",
+	}
+}
+
+# METADATA
+# title: Banned words rendered in the image
+# description: OCR found more banned words in the image than the tenant tolerates (scores.ocr.banned_words).
+# custom:
+#   code: ocr.banned_words
+reject contains reason if {
+	some image in input.images
+	found := image.card.scores.ocr.banned_words
+	found > thresholds.max_ocr_banned_words
+	reason := {
+		"code": "ocr.banned_words",
+		"msg": sprintf(
+			"image %d: %d banned words rendered in the image (max %d)",
+			[image.index, found, thresholds.max_ocr_banned_words],
+		),
+		"rule": "mediagate.release.ocr_banned_words",
 	}
 }
 
@@ -51,13 +79,13 @@ review contains reason if {
 	p < thresholds.nsfw_reject
 	reason := {
 		"code": "safety.nsfw_review",
-		"msg": sprintf("image %d: NSFW probability %.3f >= %.3f", [image.index, p, thresholds.nsfw_review]),
+		"msg": sprintf("image %d: NSFW probability %s >= %s", [image.index, lib.num(p), lib.num(thresholds.nsfw_review)]),
 		"rule": "mediagate.release.nsfw_review",
 	}
 }
 
 # METADATA
-# title: Perceptual quality below the tenant's minimum
+# title: Perceptual quality below the minimum
 # custom:
 #   code: quality.below_min
 review contains reason if {
@@ -66,25 +94,83 @@ review contains reason if {
 	q < thresholds.min_quality
 	reason := {
 		"code": "quality.below_min",
-		"msg": sprintf("image %d: perceptual quality %.3f < %.3f", [image.index, q, thresholds.min_quality]),
+		"msg": sprintf("image %d: perceptual quality %s < %s", [image.index, lib.num(q), lib.num(thresholds.min_quality)]),
 		"rule": "mediagate.release.min_quality",
 	}
 }
 
 # METADATA
+# title: Brand fit below the minimum
+# description: scores.brand.score (similarity to the brand kit) under min_brand.
+# custom:
+#   code: brand.below_min
+review contains reason if {
+	some image in input.images
+	s := image.card.scores.brand.score
+	s < thresholds.min_brand
+	reason := {
+		"code": "brand.below_min",
+		"msg": sprintf("image %d: brand score %s < %s", [image.index, lib.num(s), lib.num(thresholds.min_brand)]),
+		"rule": "mediagate.release.min_brand",
+	}
+}
+
+# METADATA
+# title: A brand was named but the image has no brand score
+# description: Fail closed. Thresholds for a brand cannot be applied without the brand score.
+# custom:
+#   code: brand.score_missing
+review contains reason if {
+	brand != null
+	some image in input.images
+	image.card.complete
+	not is_number(object.get(image.card, ["scores", "brand", "score"], null))
+	reason := {
+		"code": "brand.score_missing",
+		"msg": sprintf("image %d: brand %q was requested but the image has no brand score", [image.index, brand]),
+		"rule": "mediagate.release.brand_score_missing",
+	}
+}
+
+# METADATA
+# title: Garbled text in the image
+# description: OCR judged too much of the rendered text garbled (scores.ocr.garbled, 0..1), typical of diffusion.
+# custom:
+#   code: ocr.garbled_text
+review contains reason if {
+	some image in input.images
+	g := image.card.scores.ocr.garbled
+	g > thresholds.max_ocr_garbled
+	reason := {
+		"code": "ocr.garbled_text",
+		"msg": sprintf(
+			"image %d: garbled-text score %s > %s",
+			[image.index, lib.num(g), lib.num(thresholds.max_ocr_garbled)],
+		),
+		"rule": "mediagate.release.ocr_garbled",
+	}
+}
+
+# METADATA
 # title: The pre-policy obliged a human review
+# description: Carries over every review reason of mediagate.pre (person names, new templates, ...).
 # custom:
 #   code: policy.force_review
 review contains reason if {
 	input.obligations.force_review == true
+	codes := [r.code | some r in object.get(input.obligations, "review_reasons", [])]
 	reason := {
 		"code": "policy.force_review",
-		"msg": "the pre-policy requires a human review for this request",
+		"msg": sprintf("the pre-policy requires a human review (%s)", [concat(", ", codes)]),
 		"rule": "mediagate.release.force_review",
 	}
 }
 
-# No images means nothing to vouch for: never a release.
+# METADATA
+# title: No images
+# description: Nothing to vouch for is never a release.
+# custom:
+#   code: score.no_images
 review contains reason if {
 	count(input.images) == 0
 	reason := {"code": "score.no_images", "msg": "no images to score", "rule": "mediagate.release.no_images"}
@@ -103,4 +189,5 @@ outcome := "reject" if {
 decision := {
 	"outcome": outcome,
 	"reasons": array.concat([r | some r in reject], [r | some r in review]),
+	"thresholds": thresholds,
 }

@@ -8,10 +8,15 @@ card(nsfw, quality) := {
 	"failed": {},
 }
 
-release_input(cards) := {
-	"principal": {"tenant": "demo", "role": "app", "key_id": "k1"},
-	"request": {"kind": "prompt", "model": "demo-tiny"},
-	"obligations": {"watermark": true, "max_n": 4, "force_review": false},
+# A card with more scores merged in, e.g. with_scores(card(0.01, 0.8), {"ocr": {"banned_words": 1}}).
+with_scores(c, scores) := object.union(c, {"scores": scores})
+
+release_input(cards) := release_input_for("demo", null, cards)
+
+release_input_for(tenant, brand, cards) := {
+	"principal": {"tenant": tenant, "role": "app", "key_id": "k1"},
+	"request": {"kind": "prompt", "model": "demo-tiny", "brand": brand},
+	"obligations": {"watermark": true, "max_n": 4, "force_review": false, "review_reasons": []},
 	"images": [{"index": i, "card": c} | some i, c in cards],
 }
 
@@ -20,15 +25,35 @@ codes(d) := {r.code | some r in d.reasons}
 cases := {
 	"clean image is released": {"cards": [card(0.01, 0.8)], "outcome": "release", "code": null},
 	"nsfw over reject threshold": {"cards": [card(0.97, 0.8)], "outcome": "reject", "code": "safety.nsfw_reject"},
+	"nsfw at reject threshold": {"cards": [card(0.85, 0.8)], "outcome": "reject", "code": "safety.nsfw_reject"},
 	"nsfw in grey zone": {"cards": [card(0.5, 0.8)], "outcome": "review", "code": "safety.nsfw_review"},
+	"nsfw just under review": {"cards": [card(0.399, 0.8)], "outcome": "release", "code": null},
 	"low quality": {"cards": [card(0.01, 0.05)], "outcome": "review", "code": "quality.below_min"},
-	"one bad image holds the batch": {"cards": [card(0.01, 0.8), card(0.6, 0.8)], "outcome": "review", "code": "safety.nsfw_review"},
+	"one bad image holds the batch": {
+		"cards": [card(0.01, 0.8), card(0.6, 0.8)], "outcome": "review", "code": "safety.nsfw_review",
+	},
 	"reject wins over review": {"cards": [card(0.9, 0.05)], "outcome": "reject", "code": "safety.nsfw_reject"},
 	"no images": {"cards": [], "outcome": "review", "code": "score.no_images"},
+	"banned words rendered": {
+		"cards": [with_scores(card(0.01, 0.8), {"ocr": {"banned_words": 1, "garbled": 0.0}})],
+		"outcome": "reject", "code": "ocr.banned_words",
+	},
+	"garbled text": {
+		"cards": [with_scores(card(0.01, 0.8), {"ocr": {"banned_words": 0, "garbled": 0.7}})],
+		"outcome": "review", "code": "ocr.garbled_text",
+	},
+	"clean OCR": {
+		"cards": [with_scores(card(0.01, 0.8), {"ocr": {"banned_words": 0, "garbled": 0.1}})],
+		"outcome": "release", "code": null,
+	},
+	"off-brand": {
+		"cards": [with_scores(card(0.01, 0.8), {"brand": {"score": 0.1}})], "outcome": "review",
+		"code": "brand.below_min",
+	},
 }
 
 test_outcome_table if {
-	every note, tc in cases {
+	every _, tc in cases {
 		d := release.decision with input as release_input(tc.cards)
 		d.outcome == tc.outcome
 		expected_code(d, tc.code)
@@ -45,6 +70,16 @@ expected_code(d, code) if {
 	code in codes(d)
 }
 
+test_every_reason_is_structured if {
+	d := release.decision with input as release_input([card(0.97, 0.05), card(0.5, 0.8)])
+	count(d.reasons) == 3
+	every r in d.reasons {
+		r.code != ""
+		r.msg != ""
+		startswith(r.rule, "mediagate.release.")
+	}
+}
+
 test_incomplete_card_is_never_released if {
 	c := {"complete": false, "scores": {"perceptual": {"quality": 0.9}}, "failed": {"nsfw": "RuntimeError: boom"}}
 	d := release.decision with input as release_input([c])
@@ -52,15 +87,45 @@ test_incomplete_card_is_never_released if {
 	"score.incomplete" in codes(d)
 }
 
-test_force_review_obligation if {
-	inp := object.union(release_input([card(0.01, 0.8)]), {"obligations": {"force_review": true}})
+test_force_review_obligation_carries_the_pre_codes if {
+	reasons := [{"code": "review.person_name", "msg": "names a person", "rule": "mediagate.pre.person_name"}]
+	forced := {"obligations": {"force_review": true, "review_reasons": reasons}}
+	inp := object.union(release_input([card(0.01, 0.8)]), forced)
 	d := release.decision with input as inp
 	d.outcome == "review"
-	"policy.force_review" in codes(d)
+	some r in d.reasons
+	r.code == "policy.force_review"
+	contains(r.msg, "review.person_name")
 }
 
-test_tenant_thresholds_from_data if {
-	d := release.decision with input as release_input([card(0.3, 0.8)])
-		with data.mediagate.config.tenants.demo as {"release": {"nsfw_review": 0.2, "nsfw_reject": 0.85, "min_quality": 0.1}}
+# Tenant thresholds: acme is stricter than the defaults in data.json.
+tenant_cases := {
+	"acme rejects what the default reviews": {"tenant": "acme", "nsfw": 0.65, "outcome": "reject"},
+	"default reviews it": {"tenant": "demo", "nsfw": 0.65, "outcome": "review"},
+	"acme reviews what the default releases": {"tenant": "acme", "nsfw": 0.25, "outcome": "review"},
+	"default releases it": {"tenant": "demo", "nsfw": 0.25, "outcome": "release"},
+}
+
+test_tenant_thresholds_table if {
+	every _, tc in tenant_cases {
+		d := release.decision with input as release_input_for(tc.tenant, null, [card(tc.nsfw, 0.8)])
+		d.outcome == tc.outcome
+	}
+}
+
+test_brand_thresholds_override_the_tenant if {
+	good := with_scores(card(0.01, 0.45), {"brand": {"score": 0.6}})
+	plain := release.decision with input as release_input_for("acme", "acme-basic", [good])
+	plain.outcome == "release"
+	premium := release.decision with input as release_input_for("acme", "acme-premium", [good])
+	premium.outcome == "review"
+	"quality.below_min" in codes(premium)
+	premium.thresholds.min_quality == 0.5
+	premium.thresholds.nsfw_reject == 0.6
+}
+
+test_named_brand_without_brand_score_is_reviewed if {
+	d := release.decision with input as release_input_for("demo", "acme-premium", [card(0.01, 0.9)])
 	d.outcome == "review"
+	"brand.score_missing" in codes(d)
 }
