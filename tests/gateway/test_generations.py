@@ -9,6 +9,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from gateway.policy.bundle import load_bundle
+from gateway.settings import REPO_POLICIES
+
 PROBLEM = "application/problem+json"
 
 
@@ -27,7 +30,7 @@ def test_clean_prompt_is_released_with_asset_and_audit_entry(gateway: Any) -> No
     assert body["decision"] == "release"
     assert body["reasons"] == []
     assert len(body["assets"]) == 2
-    assert body["policy"]["revision"].startswith("2026-11-24.1+")
+    assert body["policy"]["revision"] == gateway.runtime.policy.revision == load_bundle(REPO_POLICIES).label
     for asset in body["assets"]:
         got = gateway.client.get(asset["url"], headers=app)
         assert got.status_code == 200

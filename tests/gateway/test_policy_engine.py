@@ -42,14 +42,15 @@ def pre_input(text: str, tenant: str = "demo", **request: Any) -> dict[str, Any]
 
 def test_bundle_loads_manifest_data_and_splits_tests() -> None:
     bundle = load_bundle(REPO_POLICIES)
-    assert bundle.revision == "2026-11-24.1"
+    manifest = json.loads((REPO_POLICIES / ".manifest").read_text())
+    assert bundle.revision == manifest["revision"]
     assert bundle.roots == ("mediagate",)
     assert {p for p, _ in bundle.policies} == {
         "mediagate/lib/lib.rego", "mediagate/pre/pre.rego", "mediagate/release/release.rego",
     }
     assert all(p.endswith("_test.rego") for p, _ in bundle.tests)
     assert "banned_terms" in bundle.data["mediagate"]["config"]["defaults"]
-    assert bundle.label.startswith("2026-11-24.1+")
+    assert bundle.label == f"{manifest['revision']}+{bundle.digest[:12]}"
 
 
 def test_bundle_digest_changes_with_any_file(tmp_path: Path) -> None:
