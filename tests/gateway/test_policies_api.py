@@ -216,16 +216,14 @@ def test_rollback_reactivates_an_earlier_revision(gateway: Any, tmp_path: Path) 
     assert sources == ["rollback", "upload", "directory"]
 
 
-def test_restart_restores_the_upload_unless_the_directory_changed(
-    make_gateway: Any, tmp_path: Path, shared_registry: Any, shared_scorers: Any, shared_matcher: Any
-) -> None:
+@pytest.fixture
+def live(make_gateway: Any, tmp_path: Path, shared_registry: Any, shared_scorers: Any, shared_matcher: Any) -> Any:
+    """A gateway serving a bundle directory of its own, and ``restart()``: a second runtime on the same home."""
     from gateway.runtime import build_runtime
 
     policy_dir = tmp_path / "live"
     shutil.copytree(REPO_POLICIES, policy_dir)
     gw = make_gateway(policy_dir=policy_dir)
-    upload = gw.client.put("/v1/policies", headers={**gw.key("t", "policy-admin"), **GZIP},
-                           content=edited_bundle(tmp_path, ban("zeppelin"))).json()["revision"]
 
     def restart() -> Any:
         runtime = build_runtime(gw.runtime.settings, registry=shared_registry, scorers=shared_scorers,
@@ -233,29 +231,25 @@ def test_restart_restores_the_upload_unless_the_directory_changed(
         runtime.close()
         return runtime
 
-    assert restart().policy.revision == upload  # the directory is unchanged: the upload stays
-    ban("lighthouse")(policy_dir)  # edited while "down"
-    assert restart().policy.revision == load_bundle(policy_dir).label
+    gw.policy_dir, gw.restart = policy_dir, restart
+    return gw
 
 
-def test_start_up_falls_back_to_the_last_good_bundle(
-    make_gateway: Any, tmp_path: Path, shared_registry: Any, shared_scorers: Any, shared_matcher: Any
-) -> None:
-    from gateway.runtime import build_runtime
+def test_restart_restores_the_upload_unless_the_directory_changed(live: Any, tmp_path: Path) -> None:
+    upload = live.client.put("/v1/policies", headers={**live.key("t", "policy-admin"), **GZIP},
+                             content=edited_bundle(tmp_path, ban("zeppelin"))).json()["revision"]
+    assert live.restart().policy.revision == upload  # the directory is unchanged: the upload stays
+    ban("lighthouse")(live.policy_dir)  # edited while "down"
+    assert live.restart().policy.revision == load_bundle(live.policy_dir).label
 
-    policy_dir = tmp_path / "live"
-    shutil.copytree(REPO_POLICIES, policy_dir)
-    gw = make_gateway(policy_dir=policy_dir)
-    good = gw.runtime.policy.revision
-    break_a_test(policy_dir)
-    runtime = build_runtime(gw.runtime.settings, registry=shared_registry, scorers=shared_scorers,
-                            matcher=shared_matcher)
-    try:
-        assert runtime.policy.revision == good
-        events = [(h["event"], h["source"]) for h in runtime.policy.history()]
-        assert events[:2] == [("activated", "restore"), ("refused", "directory")]
-    finally:
-        runtime.close()
+
+def test_start_up_falls_back_to_the_last_good_bundle(live: Any) -> None:
+    good = live.runtime.policy.revision
+    break_a_test(live.policy_dir)
+    runtime = live.restart()
+    assert runtime.policy.revision == good
+    events = [(h["event"], h["source"]) for h in runtime.policy.history()]
+    assert events[:2] == [("activated", "restore"), ("refused", "directory")]
 
 
 def test_start_up_without_any_good_bundle_fails_with_the_reasons(make_gateway: Any, tmp_path: Path) -> None:
