@@ -23,15 +23,6 @@ class AuditEntry:
     hash: str
 
 
-@dataclass(frozen=True)
-class VerifyReport:
-    ok: bool
-    checked: int
-    first_bad_seq: int | None = None
-    first_bad_id: str | None = None
-    reason: str | None = None
-
-
 class AuditStore(Protocol):
     """Append-only, hash-chained decisions. ``append`` joins the caller's transaction; the caller commits."""
 
@@ -42,4 +33,6 @@ class AuditStore(Protocol):
     def list(self, session: Session, *, tenant: str | None = None, limit: int = 50, after_seq: int = 0
              ) -> Sequence[AuditEntry]: ...
 
-    def verify(self, session: Session) -> VerifyReport: ...
+    def verify(self, session: Session) -> Any:
+        """Check the whole log (``audit.verify.VerifyReport``)."""
+        ...

@@ -1,10 +1,14 @@
-"""The audit log as a SQLModel table: append-only (enforced by the database) and hash-chained.
+"""The audit log as SQLModel tables: append-only (enforced by the database), hash-chained, and a Merkle tree.
 
-Append joins the caller's transaction so an entry commits atomically with the rows it vouches for. Appends are
-serialised from the moment the last entry is read until the caller's transaction ends, so two requests can never
-compute the same ``seq``; the unique ``seq`` and ``hash`` columns are the last line of defence (an
-``IntegrityError`` there fails the caller's commit, which then releases nothing) — e.g. a second process writing
-the same SQLite file.
+``append`` joins the caller's transaction, so an entry commits atomically with the rows it vouches for, and in the
+same transaction stores the hashes of the perfect subtrees the new leaf completes (``audit_tree_nodes``), so that
+inclusion and consistency proofs cost O(log n) lookups at any size. Appends are serialised from the moment the last
+entry is read until the caller's transaction ends, so two requests can never compute the same ``seq``; the unique
+``seq`` and ``hash`` columns are the last line of defence (an ``IntegrityError`` fails the caller's commit, which
+then releases nothing) — e.g. a second process writing the same database.
+
+The database refuses UPDATE and DELETE on the three audit tables: SQLite and PostgreSQL triggers, and on
+PostgreSQL also the privileges of the gateway's role (``gateway.db.grant_app_role``).
 """
 
 from __future__ import annotations
@@ -16,19 +20,39 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from audit.base import AuditEntry, VerifyReport
+from audit.base import AuditEntry
 from audit.chain import GENESIS_HASH, canonical_json, entry_hash
+from audit.merkle import ProofError, consistency_path, inclusion_path, node_hash, split_point
+from audit.verify import VerifyReport, verify_log
 
-_SQLITE_GUARDS = (
-    """CREATE TRIGGER IF NOT EXISTS audit_entries_no_update BEFORE UPDATE ON audit_entries
-       BEGIN SELECT RAISE(ABORT, 'audit_entries is append-only'); END""",
-    """CREATE TRIGGER IF NOT EXISTS audit_entries_no_delete BEFORE DELETE ON audit_entries
-       BEGIN SELECT RAISE(ABORT, 'audit_entries is append-only'); END""",
-)
+AUDIT_TABLES = ("audit_entries", "audit_tree_nodes", "audit_checkpoints")
+
+_SQLITE_GUARDS = [
+    f"""CREATE TRIGGER IF NOT EXISTS {table}_no_{op} BEFORE {op.upper()} ON {table}
+        BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"""
+    for table in AUDIT_TABLES for op in ("update", "delete")
+]
+
+_POSTGRES_GUARDS = [
+    """CREATE OR REPLACE FUNCTION mediagate_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$""",
+    *[
+        f"""DO $$ BEGIN
+              IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = '{table}_append_only') THEN
+                CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}
+                  FOR EACH ROW EXECUTE FUNCTION mediagate_append_only();
+                CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
+                  FOR EACH STATEMENT EXECUTE FUNCTION mediagate_append_only();
+              END IF;
+            END $$"""
+        for table in AUDIT_TABLES
+    ],
+]
 
 
 class AuditRow(SQLModel, table=True):
@@ -44,11 +68,64 @@ class AuditRow(SQLModel, table=True):
     hash: str = Field(unique=True)
 
 
+class TreeNodeRow(SQLModel, table=True):
+    """Hash of the perfect subtree of 2**level leaves starting at leaf ``index * 2**level`` (level >= 1)."""
+
+    __tablename__ = "audit_tree_nodes"
+
+    level: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    index: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    hash: str
+
+
+class CheckpointRow(SQLModel, table=True):
+    """A signed checkpoint (``audit.checkpoint``) of the tree at ``size`` leaves."""
+
+    __tablename__ = "audit_checkpoints"
+
+    size: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    root_hash: str
+    note: str
+    created_at: str
+
+
 def _to_entry(row: AuditRow) -> AuditEntry:
     return AuditEntry(
         seq=row.seq, id=row.id, ts=row.ts, tenant=row.tenant, kind=row.kind, payload=json.loads(row.payload),
         prev_hash=row.prev_hash, hash=row.hash,
     )
+
+
+class SubtreeHashes:
+    """``audit.merkle.SubtreeSource`` over the stored leaves and perfect subtrees, memoised for one proof."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._memo: dict[tuple[int, int], bytes] = {}
+
+    def __call__(self, start: int, end: int) -> bytes:
+        key = (start, end)
+        if key not in self._memo:
+            self._memo[key] = self._compute(start, end)
+        return self._memo[key]
+
+    def _compute(self, start: int, end: int) -> bytes:
+        n = end - start
+        if n == 1:
+            row = self.session.exec(select(AuditRow.hash).where(AuditRow.seq == start + 1)).first()
+            if row is None:
+                raise ProofError(f"leaf {start} is not in the log")
+            return bytes.fromhex(row)
+        if n & (n - 1) == 0 and start % n == 0:
+            level = n.bit_length() - 1
+            node = self.session.exec(
+                select(TreeNodeRow.hash).where(TreeNodeRow.level == level, TreeNodeRow.index == start // n)
+            ).first()
+            if node is None:
+                raise ProofError(f"subtree [{start}, {end}) is not stored")
+            return bytes.fromhex(node)
+        k = split_point(n)
+        return node_hash(self(start, start + k), self(start + k, end))
 
 
 class SqlAuditStore:
@@ -59,14 +136,17 @@ class SqlAuditStore:
 
     @staticmethod
     def create_schema(engine: Engine) -> None:
-        """Create the table and the database-side guards that refuse UPDATE and DELETE."""
-        AuditRow.__table__.create(engine, checkfirst=True)  # type: ignore[attr-defined]
-        if engine.dialect.name != "sqlite":
-            raise NotImplementedError(
-                f"append-only guards are implemented for SQLite only, not {engine.dialect.name!r} (yet)"
-            )
+        """Create the audit tables and the database-side guards that refuse UPDATE, DELETE (and TRUNCATE)."""
+        for model in (AuditRow, TreeNodeRow, CheckpointRow):
+            model.__table__.create(engine, checkfirst=True)  # type: ignore[attr-defined,union-attr]
+        guards = {"sqlite": _SQLITE_GUARDS, "postgresql": _POSTGRES_GUARDS}.get(engine.dialect.name)
+        if guards is None:
+            raise NotImplementedError(f"append-only guards exist for SQLite and PostgreSQL, not {engine.dialect.name}")
         with engine.begin() as conn:
-            for ddl in _SQLITE_GUARDS:
+            if engine.dialect.name == "postgresql":
+                # Serialise concurrent schema creation (several gateway processes starting at once).
+                conn.execute(text("SELECT pg_advisory_xact_lock(424242)"))
+            for ddl in guards:
                 conn.execute(text(ddl))
 
     def _hold_until_transaction_ends(self, session: Session) -> None:
@@ -88,6 +168,9 @@ class SqlAuditStore:
     def append(self, session: Session, *, tenant: str, kind: str, payload: Mapping[str, Any]) -> AuditEntry:
         body = json.loads(canonical_json(dict(payload)))  # refuse what cannot be canonicalised before locking
         self._hold_until_transaction_ends(session)
+        if session.bind is not None and session.get_bind().dialect.name == "postgresql":
+            # Another process appending to the same database waits here until this transaction ends.
+            session.execute(text("SELECT pg_advisory_xact_lock(4242)"))
         last = session.exec(select(AuditRow).order_by(col(AuditRow.seq).desc()).limit(1)).first()
         seq = 1 if last is None else last.seq + 1
         prev_hash = GENESIS_HASH if last is None else last.hash
@@ -97,8 +180,27 @@ class SqlAuditStore:
         row = AuditRow(seq=seq, id=entry_id, ts=ts, tenant=tenant, kind=kind,
                        payload=canonical_json(body).decode(), prev_hash=prev_hash, hash=digest)
         session.add(row)
+        self._add_tree_nodes(session, seq - 1, bytes.fromhex(digest), bytes.fromhex(prev_hash))
         session.flush()
         return _to_entry(row)
+
+    def _add_tree_nodes(self, session: Session, index: int, leaf: bytes, previous_leaf: bytes) -> None:
+        """Store every perfect subtree that leaf ``index`` completes (one on average)."""
+        level, right = 0, leaf
+        while index % 2 == 1:
+            if level == 0:
+                left = previous_leaf
+            else:
+                stored = session.exec(
+                    select(TreeNodeRow.hash).where(TreeNodeRow.level == level, TreeNodeRow.index == index - 1)
+                ).first()
+                if stored is None:
+                    raise RuntimeError(f"audit tree node ({level}, {index - 1}) is missing; run `mediagate audit "
+                                       "verify`")
+                left = bytes.fromhex(stored)
+            right = node_hash(left, right)
+            level, index = level + 1, index // 2
+            session.add(TreeNodeRow(level=level, index=index, hash=right.hex()))
 
     def get(self, session: Session, entry_id: str, *, tenant: str | None = None) -> AuditEntry | None:
         query = select(AuditRow).where(AuditRow.id == entry_id)
@@ -116,32 +218,50 @@ class SqlAuditStore:
         rows = session.exec(query.order_by(col(AuditRow.seq)).limit(limit)).all()
         return [_to_entry(r) for r in rows]
 
-    def verify(self, session: Session) -> VerifyReport:
-        """Walk the whole chain; report the first entry whose sequence, link or content does not check out."""
-        expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
-        rows = session.exec(select(AuditRow).order_by(col(AuditRow.seq)).execution_options(yield_per=500))
-        for row in rows:
-            reason = None
-            if row.seq != expected_seq:
-                reason = f"sequence gap: expected {expected_seq}, found {row.seq}"
-            elif row.prev_hash != prev_hash:
-                reason = f"prev_hash does not match entry {row.seq - 1}"
-            else:
-                try:
-                    body = json.loads(row.payload)
-                    canonical = canonical_json(body).decode()
-                except ValueError as exc:
-                    reason = f"payload is not valid canonical JSON: {exc}"
-                else:
-                    recomputed = entry_hash(seq=row.seq, id=row.id, ts=row.ts, tenant=row.tenant, kind=row.kind,
-                                            payload=body, prev_hash=row.prev_hash)
-                    if recomputed != row.hash:
-                        reason = "hash mismatch: the entry's content was changed"
-                    elif canonical != row.payload:
-                        reason = "payload is not stored in canonical form"
-            if reason is not None:
-                return VerifyReport(ok=False, checked=checked, first_bad_seq=row.seq, first_bad_id=row.id,
-                                    reason=reason)
-            checked += 1
-            expected_seq, prev_hash = row.seq + 1, row.hash
-        return VerifyReport(ok=True, checked=checked)
+    @staticmethod
+    def verify(session: Session, *, public_key: Ed25519PublicKey | None = None, external: Sequence[str] = ()
+               ) -> VerifyReport:
+        """The chain, the stored tree and every checkpoint (``audit.verify``)."""
+        return verify_log(session.connection(), public_key=public_key, external=external)
+
+    # -- the Merkle tree ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    def size(session: Session) -> int:
+        last = session.exec(select(AuditRow.seq).order_by(col(AuditRow.seq).desc()).limit(1)).first()
+        return int(last or 0)
+
+    @staticmethod
+    def root(session: Session, size: int) -> bytes:
+        if size == 0:
+            raise ProofError("the log is empty")
+        return SubtreeHashes(session)(0, size)
+
+    @staticmethod
+    def inclusion_proof(session: Session, seq: int, size: int) -> Sequence[bytes]:
+        return inclusion_path(seq - 1, size, SubtreeHashes(session))
+
+    @staticmethod
+    def consistency_proof(session: Session, old_size: int, new_size: int) -> Sequence[bytes]:
+        return consistency_path(old_size, new_size, SubtreeHashes(session))
+
+    # -- checkpoints -------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def add_checkpoint(session: Session, *, size: int, root: bytes, note: str) -> None:
+        session.add(CheckpointRow(size=size, root_hash=root.hex(), note=note,
+                                  created_at=datetime.now(UTC).isoformat(timespec="seconds")))
+
+    @staticmethod
+    def latest_checkpoint(session: Session) -> CheckpointRow | None:
+        return session.exec(select(CheckpointRow).order_by(col(CheckpointRow.size).desc()).limit(1)).first()
+
+    @staticmethod
+    def checkpoint_at_or_after(session: Session, size: int) -> CheckpointRow | None:
+        return session.exec(
+            select(CheckpointRow).where(CheckpointRow.size >= size).order_by(col(CheckpointRow.size)).limit(1)
+        ).first()
+
+    @staticmethod
+    def checkpoints(session: Session) -> Sequence[CheckpointRow]:
+        return list(session.exec(select(CheckpointRow).order_by(col(CheckpointRow.size))).all())

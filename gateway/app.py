@@ -30,12 +30,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = runtime if runtime is not None else build_runtime(settings, metrics=metrics)
         app.state.runtime = rt
-        rt.start_watching()
+        rt.start_background()
         log.info("mediagate ready: policy %s, models %s", rt.policy.revision, rt.registry.names())
         try:
             yield
         finally:
-            rt.stop_watching()
+            rt.stop_background()
             if runtime is None:
                 rt.close()
 

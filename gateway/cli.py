@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from gateway.settings import Settings
 
@@ -52,21 +53,111 @@ def cmd_models_init_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _public_key(path: str | None) -> Any:
+    from audit.keys import load_checkpoint_public_key
+
+    if path:
+        return load_checkpoint_public_key(Path(path))
+    default = _settings().keys.checkpoint_public
+    return load_checkpoint_public_key(default) if default.exists() else None
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from sqlmodel import Session
 
     from audit.sql_store import SqlAuditStore
     from gateway.db import make_engine
 
+    public = _public_key(args.public_key)
+    notes = [Path(p).read_text() for p in args.checkpoint]
+    if notes and public is None:
+        print("error: --checkpoint needs the checkpoint public key (--public-key, or one in MEDIAGATE_SIGNING_DIR)",
+              file=sys.stderr)
+        return 2
     engine = make_engine(_settings().db_url)
     with Session(engine) as session:
-        report = SqlAuditStore().verify(session)
+        report = SqlAuditStore.verify(session, public_key=public, external=notes)
     if report.ok:
-        print(f"audit log intact: {report.checked} entries verified")
+        signed = f", {report.checkpoints_verified} checkpoint signatures verified" if public else \
+            " (no public key: checkpoint signatures not checked)"
+        print(f"audit log intact: {report.checked} entries verified, root {report.root}{signed}")
         return 0
-    print(f"audit log BROKEN at entry seq={report.first_bad_seq} id={report.first_bad_id}: {report.reason}",
-          file=sys.stderr)
+    where = f"entry seq={report.first_bad_seq} id={report.first_bad_id}: " if report.first_bad_seq else ""
+    print(f"audit log BROKEN at {where}{report.reason}", file=sys.stderr)
     return 1
+
+
+def cmd_audit_verify_proof(args: argparse.Namespace) -> int:
+    """Offline: a proof document, signed checkpoint(s) and the public key; no database is opened."""
+    import json
+
+    from audit.checkpoint import CheckpointError
+    from audit.keys import KeyMaterialError, load_checkpoint_public_key
+    from audit.merkle import ProofError
+    from audit.proofs import verify_consistency_document, verify_inclusion_document
+
+    try:
+        public = load_checkpoint_public_key(Path(args.public_key))
+        doc = json.loads(Path(args.proof).read_text())
+        notes = [Path(p).read_text() for p in args.checkpoint]
+        if doc.get("kind") == "inclusion":
+            if len(notes) != 1:
+                raise ProofError("an inclusion proof is checked against exactly one --checkpoint")
+            cp = verify_inclusion_document(doc, notes[0], public)
+            print(f"OK: entry {doc['entry']['id']} (seq {doc['entry']['seq']}) is in the log of {cp.size} entries "
+                  f"whose signed root is {cp.root.hex()}")
+        elif doc.get("kind") == "consistency":
+            if len(notes) != 2:
+                raise ProofError("a consistency proof is checked against two --checkpoint files (older, newer)")
+            old, new = verify_consistency_document(doc, notes[0], notes[1], public)
+            print(f"OK: the log of {old.size} entries is a prefix of the log of {new.size} entries")
+        else:
+            raise ProofError("the document is neither an inclusion nor a consistency proof")
+    except (OSError, ValueError, KeyMaterialError, CheckpointError, ProofError) as exc:
+        print(f"NOT VERIFIED: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
+    from audit.checkpointer import Checkpointer
+    from audit.keys import load_checkpoint_private_key
+    from gateway.db import create_schema, make_engine
+
+    settings = _settings()
+    engine = make_engine(settings.db_url)
+    create_schema(engine)
+    checkpoint = Checkpointer(engine, load_checkpoint_private_key(settings.keys.checkpoint_key),
+                              directory=settings.checkpoint_dir).checkpoint_now()
+    if checkpoint is None:
+        print("the audit log is empty", file=sys.stderr)
+        return 1
+    print(checkpoint.note, end="")
+    return 0
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    from audit.export import export_log
+    from gateway.db import make_engine
+
+    engine = make_engine(_settings().db_url)
+    count = export_log(engine, Path(args.out), args.format)
+    print(f"exported {count} entries to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_init_signing(args: argparse.Namespace) -> int:
+    from audit.keys import init_signing
+
+    directory = Path(args.dir) if args.dir else _settings().keys.directory
+    try:
+        paths = init_signing(directory, force=args.force)
+    except FileExistsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in paths.files():
+        print(path)
+    return 0
 
 
 BUNDLE_DIR_HELP = "bundle directory (default MEDIAGATE_POLICY_DIR or the repo's policies/)"
@@ -160,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--tenant", required=True)
     create.add_argument("--role", required=True, choices=["app", "reviewer", "policy-admin", "auditor"])
     create.set_defaults(func=cmd_keys_create)
+    signing = keys.add_parser("init-signing", help="create the checkpoint key pair, a CA and a C2PA signing "
+                              "certificate (development; production brings its own)")
+    signing.add_argument("--dir", help="target directory (default MEDIAGATE_SIGNING_DIR or $MEDIAGATE_HOME/keys)")
+    signing.add_argument("--force", action="store_true", help="replace existing key material")
+    signing.set_defaults(func=cmd_keys_init_signing)
 
     models = sub.add_parser("models", help="models").add_subparsers(dest="models_command", required=True)
     init = models.add_parser("init-demo", help="build the tiny offline demo diffusion pipeline (seeded weights)")
@@ -167,8 +263,24 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(func=cmd_models_init_demo)
 
     audit = sub.add_parser("audit", help="audit log").add_subparsers(dest="audit_command", required=True)
-    verify = audit.add_parser("verify", help="check the hash chain; exit 1 naming the first bad entry")
+    verify = audit.add_parser(
+        "verify", help="check the hash chain, the Merkle tree and every checkpoint; exit 1 naming the first bad entry")
+    verify.add_argument("--checkpoint", action="append", default=[], metavar="FILE",
+                        help="a signed checkpoint kept outside the database (repeatable)")
+    verify.add_argument("--public-key", help="checkpoint public key (default: the one in MEDIAGATE_SIGNING_DIR)")
     verify.set_defaults(func=cmd_audit_verify)
+    vproof = audit.add_parser("verify-proof", help="check a proof offline against signed checkpoints; no database")
+    vproof.add_argument("--proof", required=True, help="JSON from /v1/audit/entries/{id}/proof or /consistency")
+    vproof.add_argument("--checkpoint", action="append", required=True, metavar="FILE",
+                        help="signed checkpoint note(s): one for inclusion, older then newer for consistency")
+    vproof.add_argument("--public-key", required=True, help="the gateway's checkpoint public key (PEM)")
+    vproof.set_defaults(func=cmd_audit_verify_proof)
+    cpoint = audit.add_parser("checkpoint", help="sign a checkpoint of the log now and print it")
+    cpoint.set_defaults(func=cmd_audit_checkpoint)
+    export = audit.add_parser("export", help="write every entry to a file")
+    export.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
+    export.add_argument("--out", required=True, help="output file")
+    export.set_defaults(func=cmd_audit_export)
 
     policy = sub.add_parser("policy", help="policy bundle tools").add_subparsers(dest="policy_command", required=True)
     ptest = policy.add_parser(

@@ -1,4 +1,10 @@
-"""Database engine set-up. SQLite runs in WAL mode with full fsync so an acknowledged audit entry survives a crash."""
+"""Database set-up: SQLite (embedded default) or PostgreSQL, and the schema with its append-only guards.
+
+SQLite runs in WAL mode with full fsync so an acknowledged audit entry survives a crash. On PostgreSQL the schema
+is best created by an owner role (``MEDIAGATE_DATABASE_ADMIN_URL``) that grants the gateway's own role
+(``MEDIAGATE_DATABASE_URL``) no UPDATE, DELETE or TRUNCATE on the audit tables: then even the gateway's own
+credentials cannot rewrite history, triggers or not.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from sqlalchemy import Table, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, create_engine
 
-from audit.sql_store import SqlAuditStore
+from audit.sql_store import AUDIT_TABLES, SqlAuditStore
 
 
 def make_engine(url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
@@ -27,17 +33,51 @@ def make_engine(url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    if url.startswith(("postgresql://", "postgres://")):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def create_schema(engine: Engine) -> None:
-    """Create the gateway's tables and the audit log with its append-only guards."""
+def create_schema(engine: Engine, *, app_role: str | None = None) -> None:
+    """Create the gateway's tables and the audit log with its append-only guards.
+
+    With ``app_role`` (PostgreSQL, ``engine`` connected as the owner), that role gets SELECT and INSERT on the
+    audit tables and nothing more, and full use of the gateway's other tables.
+    """
     from gateway import models  # noqa: F401 - registers the tables on SQLModel.metadata
 
     SqlAuditStore.create_schema(engine)
-    tables = [t for name, t in SQLModel.metadata.tables.items() if name != "audit_entries"]
+    tables = [t for name, t in SQLModel.metadata.tables.items() if name not in AUDIT_TABLES]
     SQLModel.metadata.create_all(engine, tables=tables)
     add_missing_columns(engine, tables)
+    if app_role is not None:
+        grant_app_role(engine, app_role, [t.name for t in tables])
+
+
+def grant_app_role(engine: Engine, role: str, tables: list[str]) -> None:
+    if engine.dialect.name != "postgresql":
+        raise ValueError("separate owner and gateway roles exist on PostgreSQL only")
+    quoted = engine.dialect.identifier_preparer.quote
+    with engine.begin() as conn:
+        for table in AUDIT_TABLES:
+            conn.execute(text(f"REVOKE ALL ON {table} FROM {quoted(role)}"))
+            conn.execute(text(f"GRANT SELECT, INSERT ON {table} TO {quoted(role)}"))
+        for table in tables:
+            conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {quoted(table)} TO {quoted(role)}"))
+
+
+def prepare_database(url: str, admin_url: str | None, *, busy_timeout_ms: int = 30_000) -> Engine:
+    """The gateway's engine, with the schema created (by the owner role when ``admin_url`` is given)."""
+    engine = make_engine(url, busy_timeout_ms=busy_timeout_ms)
+    if admin_url is None:
+        create_schema(engine)
+        return engine
+    admin = make_engine(admin_url, busy_timeout_ms=busy_timeout_ms)
+    try:
+        create_schema(admin, app_role=engine.url.username)
+    finally:
+        admin.dispose()
+    return engine
 
 
 def add_missing_columns(engine: Engine, tables: list[Table]) -> None:

@@ -12,7 +12,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,8 +23,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
 from audit.base import AuditEntry, AuditStore
+from audit.group_commit import GroupCommitter
 from gateway.assets import AssetStore
 from gateway.auth import Principal
+from gateway.commit import commit
 from gateway.errors import DependencyUnavailable, GatewayError, PolicyDenied
 from gateway.features import PromptFeatures
 from gateway.metrics import Metrics
@@ -112,10 +114,11 @@ def encode_png(image: Image.Image) -> bytes:
 
 class Flow:
     def __init__(
-        self, *, db: Engine, policy: PolicyManager, features: PromptFeatures, registry: ModelRegistry,
-        scorers: Sequence[Scorer], audit: AuditStore, assets: AssetStore, metrics: Metrics,
+        self, *, db: Engine, committer: GroupCommitter, policy: PolicyManager, features: PromptFeatures,
+        registry: ModelRegistry, scorers: Sequence[Scorer], audit: AuditStore, assets: AssetStore, metrics: Metrics,
     ) -> None:
         self.db = db
+        self.committer = committer
         self.policy = policy
         self.features = features
         self.registry = registry
@@ -133,18 +136,9 @@ class Flow:
             timings[name] = time.perf_counter() - start
             self.metrics.stage_seconds.labels(name).observe(timings[name])
 
-    def _commit(self, write: Any) -> AuditEntry:
-        """Run ``write(session) -> AuditEntry`` in one transaction. No commit, no release: 503 and nothing kept."""
-        try:
-            with Session(self.db) as session:
-                entry = write(session)
-                session.commit()
-                return entry
-        except GatewayError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any storage failure must fail closed, never release
-            log.exception("audit transaction failed")
-            raise DependencyUnavailable("the audit log could not be written; nothing was released") from exc
+    def _commit(self, write: Callable[[Session], AuditEntry]) -> AuditEntry:
+        """Run ``write`` in the next group commit. No commit, no release: 503 and nothing kept."""
+        return commit(self.committer, write)
 
     def run(self, principal: Principal, req: FlowRequest) -> FlowResult:
         timings: dict[str, float] = {}

@@ -43,6 +43,14 @@ class Metrics:
             "mediagate_prompt_features_cache_total", "Prompt-feature lookups answered from the cache or computed.",
             ["result"], registry=self.registry,
         )
+        self.commit_batch_size = Histogram(
+            "mediagate_audit_commit_batch_size", "Audited writes committed together in one transaction.",
+            registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+        )
+        self.commit_seconds = Histogram(
+            "mediagate_audit_commit_duration_seconds", "Time to run and commit one batch of audited writes.",
+            registry=self.registry, buckets=LATENCY_BUCKETS,
+        )
         self.scoring_seconds = Histogram(
             "mediagate_scoring_duration_seconds", "Scorer duration per batch by scorer.",
             ["scorer"], registry=self.registry, buckets=LATENCY_BUCKETS,

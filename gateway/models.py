@@ -57,7 +57,9 @@ class Asset(SQLModel, table=True):
     width: int
     height: int
     seed: int
-    status: str  # released | held | rejected
+    watermark_id: str | None = Field(default=None, index=True)  # hex payload of the invisible watermark
+    signed_sha256: str | None = None  # the released file, with its C2PA manifest (None until released)
+    status: str  # released | held | rejected | expired
     created_at: datetime = Field(default_factory=utcnow)
 
 

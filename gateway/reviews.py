@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,8 +12,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from audit.base import AuditEntry, AuditStore
+from audit.group_commit import GroupCommitter
 from gateway.auth import Principal
-from gateway.errors import Conflict, DependencyUnavailable, GatewayError, NotFound
+from gateway.commit import commit
+from gateway.errors import Conflict, NotFound
 from gateway.models import Asset, Review, utcnow
 
 
@@ -60,52 +63,48 @@ def get_review(db: Engine, principal: Principal, review_id: str) -> dict[str, An
 
 
 def decide_review(
-    db: Engine, audit: AuditStore, principal: Principal, review_id: str, *, approve: bool, note: str
+    committer: GroupCommitter, audit: AuditStore, principal: Principal, review_id: str, *, approve: bool, note: str,
+    on_release: Callable[[Session, AuditEntry, list[Asset]], None] | None = None,
 ) -> ReviewOutcome:
     """Approve or reject a pending review, audited in the same transaction as the state change.
 
-    The conditional UPDATE comes first so that two reviewers racing on one item serialise on the write lock:
-    exactly one sees the pending row, the other gets 409 and nothing is written twice.
+    The conditional UPDATE claims the review: of two reviewers racing on one item exactly one sees it pending, the
+    other gets 409 and nothing is written twice. ``on_release`` (provenance) runs in the same transaction after the
+    approval's audit entry exists; if it fails, nothing is released.
     """
     status = "approved" if approve else "rejected"
-    try:
-        with Session(db) as session:
-            claimed = session.execute(
-                update(Review)
-                .where(col(Review.id) == review_id, col(Review.tenant) == principal.tenant,
-                       col(Review.status) == "pending")
-                .values(status=status, decided_at=utcnow(), decided_by=principal.key_id, decision_note=note)
-            )
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                session.rollback()
-                existing = session.exec(
-                    select(Review).where(Review.id == review_id, Review.tenant == principal.tenant)
-                ).first()
-                if existing is None:
-                    raise NotFound(f"no review {review_id!r} for this tenant")
-                raise Conflict(
-                    f"review {review_id!r} was already {existing.status}", audit_entry=existing.audit_entry_id
-                )
-            review = session.exec(select(Review).where(Review.id == review_id)).one()
-            assets = list(session.exec(select(Asset).where(Asset.generation_id == review.generation_id)).all())
-            entry = audit.append(session, tenant=principal.tenant, kind=f"review.{status}", payload={
-                "review_id": review.id,
-                "generation_id": review.generation_id,
-                "decision": status,
-                "note": note,
-                "reviewer": principal.as_dict(),
-                "assets": [{"asset_id": a.id, "sha256": a.sha256} for a in assets],
-            })
-            session.execute(
-                update(Asset).where(col(Asset.generation_id) == review.generation_id)
-                .values(status="released" if approve else "rejected")
-            )
-            review.audit_entry_id = entry.id
-            session.add(review)
-            session.commit()
-            session.refresh(review)
-            return ReviewOutcome(review, entry)
-    except GatewayError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - no committed audit entry, no release
-        raise DependencyUnavailable("the review decision could not be recorded; nothing changed") from exc
+
+    def write(session: Session) -> ReviewOutcome:
+        claimed = session.execute(
+            update(Review)
+            .where(col(Review.id) == review_id, col(Review.tenant) == principal.tenant, col(Review.status) == "pending")
+            .values(status=status, decided_at=utcnow(), decided_by=principal.key_id, decision_note=note)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            existing = session.exec(
+                select(Review).where(Review.id == review_id, Review.tenant == principal.tenant)
+            ).first()
+            if existing is None:
+                raise NotFound(f"no review {review_id!r} for this tenant")
+            raise Conflict(f"review {review_id!r} was already {existing.status}", audit_entry=existing.audit_entry_id)
+        review = session.exec(select(Review).where(Review.id == review_id)).one()
+        assets = list(session.exec(select(Asset).where(Asset.generation_id == review.generation_id)).all())
+        entry = audit.append(session, tenant=principal.tenant, kind=f"review.{status}", payload={
+            "review_id": review.id,
+            "generation_id": review.generation_id,
+            "decision": status,
+            "note": note,
+            "reviewer": principal.as_dict(),
+            "assets": [{"asset_id": a.id, "sha256": a.sha256, "watermark_id": a.watermark_id} for a in assets],
+        })
+        if approve and on_release is not None:
+            on_release(session, entry, assets)
+        for asset in assets:
+            asset.status = "released" if approve else "rejected"
+            session.add(asset)
+        review.audit_entry_id = entry.id
+        session.add(review)
+        session.flush()
+        return ReviewOutcome(review.model_copy(), entry)
+
+    return commit(committer, write, what="the review is unchanged")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from audit.checkpointer import Checkpointer
+from audit.group_commit import GroupCommitter
+from audit.keys import KeyMaterialError, SigningPaths, init_signing, load_checkpoint_private_key
 from audit.sql_store import SqlAuditStore
 from gateway.assets import LocalAssetStore
-from gateway.db import create_schema, make_engine
+from gateway.db import prepare_database
 from gateway.features import ConceptSimilarity, PromptFeatures
 from gateway.flow import Flow
 from gateway.metrics import Metrics
@@ -24,11 +28,14 @@ from gateway.settings import Settings
 from generators.registry import TEMPLATE_MODEL, ModelRegistry, build_default_registry
 from quality.base import Scorer
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Runtime:
     settings: Settings
     db: Engine
+    committer: GroupCommitter
     policy: PolicyManager
     registry: ModelRegistry
     scorers: list[Scorer]
@@ -36,16 +43,19 @@ class Runtime:
     assets: LocalAssetStore
     metrics: Metrics
     flow: Flow
+    checkpointer: Checkpointer
     watcher: BundleWatcher | None = None
 
-    def start_watching(self) -> None:
-        """Hot reload of the policy directory (MEDIAGATE_POLICY_WATCH), where this gateway owns activation."""
+    def start_background(self) -> None:
+        """The checkpointer, and hot reload of the policy directory where this gateway owns activation."""
+        self.checkpointer.start()
         if self.settings.policy_watch and not self.external_policy and self.watcher is None:
             self.watcher = BundleWatcher(self.policy, self.settings.policy_dir,
                                          debounce_ms=self.settings.policy_watch_debounce_ms)
             self.watcher.start()
 
-    def stop_watching(self) -> None:
+    def stop_background(self) -> None:
+        self.checkpointer.stop()
         if self.watcher is not None:
             self.watcher.stop()
             self.watcher = None
@@ -57,8 +67,9 @@ class Runtime:
 
     def close(self) -> None:
         """Stop the watcher and the policy engines' threads, and close database connections."""
-        self.stop_watching()
+        self.stop_background()
         self.policy.close()
+        self.committer.close()
         self.db.dispose()
 
     @property
@@ -103,6 +114,21 @@ def engine_factory(settings: Settings) -> Callable[[Bundle], PolicyEngine]:
     )
 
 
+def ensure_signing_keys(settings: Settings) -> SigningPaths:
+    """The key material, created on first start where allowed (development); otherwise it must exist."""
+    paths = settings.keys
+    missing = [p for p in paths.files() if not p.exists()]
+    if missing and settings.init_signing_keys and len(missing) == len(paths.files()):
+        init_signing(paths.directory)
+        log.info("created development signing keys in %s", paths.directory)
+    elif missing:
+        raise KeyMaterialError(
+            f"signing key material missing: {', '.join(str(p) for p in missing)}; run `mediagate keys "
+            "init-signing` (development) or install the organisation's keys there"
+        )
+    return paths
+
+
 def build_matcher(settings: Settings) -> ConceptSimilarity:
     from quality.concepts import ConceptMatcher
 
@@ -114,26 +140,38 @@ def build_runtime(
     metrics: Metrics | None = None, matcher: ConceptSimilarity | None = None,
 ) -> Runtime:
     """Open the database, activate the policy bundle, load models and scorers. Fails loudly on any bad part."""
-    db = make_engine(settings.db_url, busy_timeout_ms=settings.db_busy_timeout_ms)
-    create_schema(db)
+    ensure_signing_keys(settings)
+    db = prepare_database(settings.db_url, settings.database_admin_url, busy_timeout_ms=settings.db_busy_timeout_ms)
     audit = SqlAuditStore()
     metrics = metrics or Metrics()
+
+    def observe_commit(size: int, seconds: float) -> None:
+        metrics.commit_batch_size.observe(size)
+        metrics.commit_seconds.observe(seconds)
+
+    committer = GroupCommitter(db, max_batch=settings.group_commit_max_batch,
+                               max_wait_ms=settings.group_commit_wait_ms, observe=observe_commit)
     policy = PolicyManager(
-        db=db, audit=audit, metrics=metrics, engine_factory=engine_factory(settings),
+        db=db, committer=committer, audit=audit, metrics=metrics, engine_factory=engine_factory(settings),
         shadow_engine_factory=lambda bundle: EmbeddedRegoEngine(bundle, workers=1, timeout_s=settings.policy_timeout_s),
         max_bundle_bytes=settings.policy_max_bundle_bytes,
     )
-    policy.start(settings.policy_dir)
     try:
+        policy.start(settings.policy_dir)
         registry = registry if registry is not None else build_registry(settings)
         scorers = scorers if scorers is not None else build_scorers(settings.scorers)
         features = PromptFeatures(matcher if matcher is not None else build_matcher(settings), metrics,
                                   cache_size=settings.features_cache_size)
     except BaseException:
         policy.close()
+        committer.close()
+        db.dispose()
         raise
     assert settings.asset_dir is not None
     assets = LocalAssetStore(settings.asset_dir)
-    flow = Flow(db=db, policy=policy, features=features, registry=registry, scorers=scorers, audit=audit,
-                assets=assets, metrics=metrics)
-    return Runtime(settings, db, policy, registry, scorers, audit, assets, metrics, flow)
+    flow = Flow(db=db, committer=committer, policy=policy, features=features, registry=registry, scorers=scorers,
+                audit=audit, assets=assets, metrics=metrics)
+    checkpointer = Checkpointer(db, load_checkpoint_private_key(settings.keys.checkpoint_key),
+                                directory=settings.checkpoint_dir, every_n=settings.checkpoint_every_n,
+                                every_s=settings.checkpoint_every_s)
+    return Runtime(settings, db, committer, policy, registry, scorers, audit, assets, metrics, flow, checkpointer)

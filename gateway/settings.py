@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from audit.keys import SigningPaths
+
 REPO_POLICIES = Path(__file__).resolve().parents[1] / "policies"
 
 
@@ -19,6 +21,7 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = "development"
     home: Path = Path("var")
     database_url: str | None = None
+    database_admin_url: str | None = None  # PostgreSQL: the owner role that creates the schema and grants
     db_busy_timeout_ms: int = 30_000
     policy_dir: Path = REPO_POLICIES
     # "embedded": regorus in-process. "opa": an OPA server; opa_mode "push" uploads the active bundle to it,
@@ -38,6 +41,16 @@ class Settings(BaseSettings):
     concept_model_dir: Path | None = None
     features_device: str = "cpu"
     features_cache_size: int = Field(default=4096, ge=0)
+    # Key material (`mediagate keys init-signing`): the checkpoint key and the C2PA certificate. Created on first
+    # start in development; production must bring its own (MEDIAGATE_INIT_SIGNING_KEYS=false).
+    signing_dir: Path | None = None
+    init_signing_keys: bool = True
+    checkpoint_dir: Path | None = None
+    checkpoint_every_n: int = Field(default=1000, ge=1)
+    checkpoint_every_s: float = Field(default=60.0, gt=0)
+    # Group commit of audited writes: how many per transaction, and how long to wait for more after the first.
+    group_commit_max_batch: int = Field(default=256, ge=1)
+    group_commit_wait_ms: float = Field(default=0.0, ge=0)
     asset_dir: Path | None = None
     models_dir: Path | None = None
     template_dirs: list[Path] = Field(default_factory=list)
@@ -62,11 +75,23 @@ class Settings(BaseSettings):
             self.asset_dir = self.home / "assets"
         if self.models_dir is None:
             self.models_dir = self.home / "models"
+        if self.signing_dir is None:
+            self.signing_dir = self.home / "keys"
+        if self.checkpoint_dir is None:
+            self.checkpoint_dir = self.home / "checkpoints"
         if self.environment == "production" and self.init_demo_models:
             raise ValueError("MEDIAGATE_INIT_DEMO_MODELS must be false in production: demo weights are random")
+        if self.environment == "production" and self.init_signing_keys:
+            raise ValueError("MEDIAGATE_INIT_SIGNING_KEYS must be false in production: bring the organisation's "
+                             "certificate and keys (`mediagate keys init-signing` makes development ones)")
         return self
 
     @property
     def db_url(self) -> str:
         assert self.database_url is not None
         return self.database_url
+
+    @property
+    def keys(self) -> SigningPaths:
+        assert self.signing_dir is not None
+        return SigningPaths.in_directory(self.signing_dir)

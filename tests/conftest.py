@@ -93,3 +93,83 @@ def make_gateway(
 @pytest.fixture
 def gateway(make_gateway: Callable[..., Gateway]) -> Gateway:
     return make_gateway()
+
+
+# -- PostgreSQL: a throw-away cluster for the session, a fresh database per test ------------------------------------
+
+
+def _postgres_bin() -> Path | None:
+    import glob
+    import shutil
+
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(candidates[-1]).parent if candidates else None
+
+
+@dataclass
+class PgCluster:
+    """A PostgreSQL cluster on a free loopback port. ``owner`` creates schemas; ``app`` is the gateway's role."""
+
+    port: int
+    owner: str = "mediagate_owner"
+    app: str = "mediagate_app"
+
+    def url(self, database: str, role: str) -> str:
+        return f"postgresql+psycopg://{role}@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self, name: str) -> tuple[str, str]:
+        """(owner URL, app URL) of a new empty database."""
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{name}" OWNER {self.owner}')
+        return self.url(name, self.owner), self.url(name, self.app)
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgCluster]:
+    """Start a cluster (initdb runs as the ``postgres`` user when we are root, as initdb requires).
+
+    Skipped with a reason where PostgreSQL is not installed; ``.ci/run`` installs it and sets
+    MEDIAGATE_REQUIRE_POSTGRES=1, which turns that skip into a failure.
+    """
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    bindir = _postgres_bin()
+    if bindir is None:
+        if os.environ.get("MEDIAGATE_REQUIRE_POSTGRES") == "1":
+            pytest.fail("MEDIAGATE_REQUIRE_POSTGRES=1 but no PostgreSQL server binaries (initdb) are installed")
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql); SQLite still runs")
+    root = Path(tempfile.mkdtemp(prefix="mediagate-pg-"))
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = root / "data"
+    subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+                    "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
+    subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
+                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+                   check=True, capture_output=True)
+    try:
+        import psycopg
+
+        cluster = PgCluster(port)
+        with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres", autocommit=True) as c:
+            c.execute(f"CREATE ROLE {cluster.owner} LOGIN")
+            c.execute(f"CREATE ROLE {cluster.app} LOGIN")
+        yield cluster
+    finally:
+        subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)

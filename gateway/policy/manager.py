@@ -20,7 +20,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from audit.base import AuditEntry, AuditStore
+from audit.group_commit import GroupCommitter
 from gateway.auth import Principal
+from gateway.commit import commit
 from gateway.errors import DependencyUnavailable, GatewayError, NotFound
 from gateway.metrics import Metrics
 from gateway.models import PolicyEvent
@@ -93,10 +95,12 @@ class PolicyManager:
     """Owns the active engine (and the shadow). Thread safe: activations are serialised, reads are lock-free."""
 
     def __init__(
-        self, *, db: Engine, audit: AuditStore, metrics: Metrics, engine_factory: Callable[[Bundle], PolicyEngine],
-        shadow_engine_factory: Callable[[Bundle], PolicyEngine], max_bundle_bytes: int,
+        self, *, db: Engine, committer: GroupCommitter, audit: AuditStore, metrics: Metrics,
+        engine_factory: Callable[[Bundle], PolicyEngine], shadow_engine_factory: Callable[[Bundle], PolicyEngine],
+        max_bundle_bytes: int,
     ) -> None:
         self.db = db
+        self.committer = committer
         self.audit = audit
         self.metrics = metrics
         self.engine_factory = engine_factory
@@ -167,23 +171,22 @@ class PolicyManager:
             "digest": bundle.digest if bundle else None, "actor": principal.as_dict() if principal else "system",
             **detail,
         }
-        try:
-            with Session(self.db) as session:
-                entry = self.audit.append(session, tenant=tenant, kind=f"policy.{event}", payload=payload)
-                row = PolicyEvent(
-                    id=new_id("pev"), event=event, label=bundle.label if bundle else None,
-                    digest=bundle.digest if bundle else None, manifest_revision=bundle.revision if bundle else None,
-                    source=source, tenant=tenant, actor=principal.key_id if principal else "system",
-                    detail_json=json.dumps(detail), archive=bundle.archive() if bundle and archive else None,
-                    audit_entry_id=entry.id,
-                )
-                session.add(row)
-                session.commit()
-                session.refresh(row)
-                return row, entry
-        except Exception as exc:  # noqa: BLE001 - an unaudited activation must not happen
-            log.exception("policy event %s could not be recorded", event)
-            raise DependencyUnavailable(f"the policy {event} event could not be audited; nothing changed") from exc
+
+        def write(session: Session) -> tuple[PolicyEvent, AuditEntry]:
+            entry = self.audit.append(session, tenant=tenant, kind=f"policy.{event}", payload=payload)
+            row = PolicyEvent(
+                id=new_id("pev"), event=event, label=bundle.label if bundle else None,
+                digest=bundle.digest if bundle else None, manifest_revision=bundle.revision if bundle else None,
+                source=source, tenant=tenant, actor=principal.key_id if principal else "system",
+                detail_json=json.dumps(detail), archive=bundle.archive() if bundle and archive else None,
+                audit_entry_id=entry.id,
+            )
+            session.add(row)
+            session.flush()
+            return row.model_copy(), entry
+
+        # An unaudited activation must not happen: no commit, 503, nothing changed.
+        return commit(self.committer, write, what=f"the policy {event} did not happen")
 
     def propose(
         self, load: Callable[[], Bundle], *, source: str, principal: Principal | None = None, dry_run: bool = False,

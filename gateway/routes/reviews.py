@@ -35,7 +35,8 @@ def decide(
 ) -> dict[str, Any]:
     """Approve (release the held assets) or reject; either way one audit entry, committed with the state change."""
     principal.require("reviewer")
-    outcome = decide_review(rt.db, rt.audit, principal, review_id, approve=action == "approve", note=body.reason)
+    outcome = decide_review(rt.committer, rt.audit, principal, review_id, approve=action == "approve",
+                            note=body.reason)
     view = get_review(rt.db, principal, outcome.review.id)
     view["audit_entry_hash"] = outcome.audit_entry.hash
     return view

@@ -1,42 +1,20 @@
-"""The SQLite audit store: append-only in the database, chained, and verify() names the first bad entry."""
+"""The audit store on SQLite and PostgreSQL: append-only in the database, chained, verify() names the first bad
+entry. Every test runs on both backends."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, create_engine, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlmodel import Session, select
 
 from audit.sql_store import AuditRow, SqlAuditStore
-
-
-@pytest.fixture
-def make_store(tmp_path: Path) -> Callable[..., tuple[Engine, SqlAuditStore, Path]]:
-    def make(entries: int = 0) -> tuple[Engine, SqlAuditStore, Path]:
-        path = tmp_path / "audit.db"
-        engine = create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False, "timeout": 30})
-        SqlAuditStore.create_schema(engine)
-        store = SqlAuditStore()
-        for i in range(entries):
-            with Session(engine) as s:
-                store.append(s, tenant="a" if i % 2 == 0 else "b", kind="test", payload={"i": i})
-                s.commit()
-        return engine, store, path
-
-    return make
-
-
-def raw(path: Path) -> sqlite3.Connection:
-    """The database as an attacker with file access sees it: guards dropped."""
-    conn = sqlite3.connect(path)
-    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
-        conn.execute(f"DROP TRIGGER {name}")
-    return conn
+from gateway.db import make_engine
 
 
 def verify(engine: Engine, store: SqlAuditStore):  # type: ignore[no-untyped-def]
@@ -69,14 +47,34 @@ def test_tenant_scoping(make_store: Callable) -> None:
 @pytest.mark.parametrize(
     "statement",
     ["UPDATE audit_entries SET kind = 'x' WHERE seq = 1", "DELETE FROM audit_entries WHERE seq = 2",
-     "DELETE FROM audit_entries"],
+     "DELETE FROM audit_entries", "UPDATE audit_tree_nodes SET hash = 'x'", "DELETE FROM audit_checkpoints"],
 )
 def test_database_refuses_update_and_delete(make_store: Callable, statement: str) -> None:
-    _, _, path = make_store(entries=2)
-    conn = sqlite3.connect(path)
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute(statement)
-    assert conn.execute("SELECT count(*) FROM audit_entries").fetchone() == (2,)
+    """With the gateway's own credentials: triggers on SQLite; on PostgreSQL no privilege even to try."""
+    engine, store, _ = make_store(entries=2)
+    with Session(engine) as s:
+        store.add_checkpoint(s, size=2, root=store.root(s, 2), note="(a note)")
+        s.commit()
+    with engine.connect() as conn:
+        with pytest.raises(DBAPIError, match="append-only|permission denied"):
+            conn.execute(text(statement))
+        conn.rollback()
+        assert conn.execute(text("SELECT count(*) FROM audit_entries")).scalar() == 2
+
+
+def test_postgres_triggers_hold_even_for_the_owner(make_store: Callable, backend: str, postgres: Any) -> None:
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL only: the owner role has every privilege, only the triggers stop it")
+    engine, _, _ = make_store(entries=2)
+    owner = make_engine(str(engine.url.set(username=postgres.owner)))
+    try:
+        with owner.connect() as conn:
+            for statement in ("UPDATE audit_entries SET kind = 'x'", "TRUNCATE audit_entries"):
+                with pytest.raises(DBAPIError, match="append-only"):
+                    conn.execute(text(statement))
+                conn.rollback()
+    finally:
+        owner.dispose()
 
 
 def test_orm_update_is_refused_too(make_store: Callable) -> None:
@@ -85,23 +83,23 @@ def test_orm_update_is_refused_too(make_store: Callable) -> None:
         row = s.exec(select(AuditRow)).one()
         row.tenant = "forged"
         s.add(row)
-        with pytest.raises(Exception, match="append-only"):
+        with pytest.raises(DBAPIError, match="append-only|permission denied"):
             s.commit()
 
 
-def _alter_payload(conn: sqlite3.Connection) -> None:
+def _alter_payload(conn: Any) -> None:
     conn.execute("""UPDATE audit_entries SET payload = '{"i":99}' WHERE seq = 3""")
 
 
-def _alter_tenant(conn: sqlite3.Connection) -> None:
+def _alter_tenant(conn: Any) -> None:
     conn.execute("UPDATE audit_entries SET tenant = 'x' WHERE seq = 3")
 
 
-def _remove_middle(conn: sqlite3.Connection) -> None:
+def _remove_middle(conn: Any) -> None:
     conn.execute("DELETE FROM audit_entries WHERE seq = 3")
 
 
-def _insert_forged(conn: sqlite3.Connection) -> None:
+def _insert_forged(conn: Any) -> None:
     # Make room at seq 3 by shifting the tail up, then insert a forged entry that links to entry 2.
     for seq in (5, 4, 3):
         conn.execute("UPDATE audit_entries SET seq = seq + 1 WHERE seq = ?", (seq,))
@@ -110,7 +108,7 @@ def _insert_forged(conn: sqlite3.Connection) -> None:
                  (prev, "f" * 64))
 
 
-def _swap(conn: sqlite3.Connection) -> None:
+def _swap(conn: Any) -> None:
     cols = "id, ts, tenant, kind, payload, prev_hash, hash"
     r3 = conn.execute(f"SELECT {cols} FROM audit_entries WHERE seq = 3").fetchone()
     r4 = conn.execute(f"SELECT {cols} FROM audit_entries WHERE seq = 4").fetchone()
@@ -132,9 +130,9 @@ def _swap(conn: sqlite3.Connection) -> None:
 def test_verify_names_the_first_bad_entry(
     make_store: Callable, tamper: Callable, first_bad: int, reason: str, checked: int
 ) -> None:
-    engine, store, path = make_store(entries=5)
+    engine, store, raw = make_store(entries=5)
     assert verify(engine, store).ok
-    conn = raw(path)
+    conn = raw()
     tamper(conn)
     conn.commit()
     conn.close()
@@ -147,8 +145,8 @@ def test_verify_names_the_first_bad_entry(
 
 def test_removing_the_tail_is_not_detectable_by_the_chain_alone(make_store: Callable) -> None:
     """Truncation leaves a valid shorter chain. Signed checkpoints held outside the database close this gap."""
-    engine, store, path = make_store(entries=5)
-    conn = raw(path)
+    engine, store, raw = make_store(entries=5)
+    conn = raw()
     conn.execute("DELETE FROM audit_entries WHERE seq = 5")
     conn.commit()
     conn.close()

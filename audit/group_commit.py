@@ -1,0 +1,131 @@
+"""Group commit: many writers' transactions committed as one, without giving up per-writer atomicity.
+
+Every write that appends to the audit log goes through ``GroupCommitter.run(write)``: ``write(session)`` adds its
+rows (the audit entry and what it vouches for) and returns a value. One committer thread takes every write that is
+waiting, runs each inside its own SAVEPOINT of a single transaction — a write that raises is rolled back alone and
+gets its exception — and commits once. Only after that commit does any caller get its result, so a crash between
+batches loses nothing that was acknowledged (SQLite runs with ``synchronous=FULL``; PostgreSQL fsyncs on commit).
+Appends in a batch are sequential, so the chain order is the commit order.
+
+On SQLite the batch opens with ``BEGIN IMMEDIATE``: the write lock is taken before the first read, so no other
+connection can commit between the batch reading the last entry and appending after it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class CommitFailed(RuntimeError):
+    """The batch's transaction did not commit: nothing in it was written."""
+
+
+@dataclass
+class _Job(Generic[T]):
+    write: Callable[[Session], T]
+    future: Future[T]
+
+
+class GroupCommitter:
+    def __init__(
+        self, engine: Engine, *, max_batch: int = 256, max_wait_ms: float = 0.0, timeout_s: float = 60.0,
+        observe: Callable[[int, float], None] | None = None,
+    ) -> None:
+        """``max_wait_ms`` > 0 waits that long for more writers after the first; 0 takes only those already
+        queued (batches then grow by themselves under load, while the previous batch commits)."""
+        self.engine = engine
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000
+        self.timeout_s = timeout_s
+        self.observe = observe  # (batch size, commit seconds), e.g. for metrics
+        self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._closed = False
+        self._lifecycle = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="audit-group-commit", daemon=True)
+        self._thread.start()
+
+    def run(self, write: Callable[[Session], T]) -> T:
+        """Run ``write`` in the next batch; return its value once the batch has committed."""
+        job: _Job[T] = _Job(write, Future())
+        with self._lifecycle:
+            if self._closed:
+                raise CommitFailed("the group committer is closed")
+            self._queue.put(job)
+        try:
+            return job.future.result(timeout=self.timeout_s)
+        except FutureTimeout as exc:
+            raise CommitFailed(f"no commit within {self.timeout_s} s") from exc
+
+    def _loop(self) -> None:
+        while (first := self._queue.get()) is not None:
+            batch: list[_Job[Any]] = [first]
+            deadline = time.monotonic() + self.max_wait_s
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    remaining = deadline - time.monotonic()
+                    job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                batch.append(job)
+            self._commit(batch)
+            if stop:
+                break
+
+    def _commit(self, batch: list[_Job[Any]]) -> None:
+        start = time.perf_counter()
+        outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
+        try:
+            with Session(self.engine) as session:
+                if self.engine.dialect.name == "sqlite":
+                    session.execute(text("BEGIN IMMEDIATE"))
+                for job in batch:
+                    try:
+                        with session.begin_nested():
+                            outcomes.append((job, job.write(session), None))
+                    except Exception as exc:  # noqa: BLE001 - this writer alone fails; handed back to it
+                        outcomes.append((job, None, exc))
+                session.commit()
+        except Exception as exc:  # noqa: BLE001 - nothing committed: every writer in the batch fails
+            log.exception("audit batch of %d writes did not commit", len(batch))
+            failed = CommitFailed(f"the transaction did not commit: {type(exc).__name__}: {exc}")
+            failed.__cause__ = exc
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(failed)
+            return
+        if self.observe is not None:
+            self.observe(len(batch), time.perf_counter() - start)
+        for job, value, error in outcomes:
+            if error is not None:
+                job.future.set_exception(error)
+            else:
+                job.future.set_result(value)
+
+    def close(self) -> None:
+        """Commit what is queued, then stop. Idempotent."""
+        with self._lifecycle:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
+        self._thread.join(timeout=self.timeout_s)

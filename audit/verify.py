@@ -1,0 +1,168 @@
+"""Verify the whole audit log: the hash chain, the stored Merkle tree, and every checkpoint it was given.
+
+One streaming pass in ``seq`` order. Each entry's hash is recomputed from its stored canonical text (the envelope
+is assembled around the stored payload, so no JSON is parsed unless something is wrong); the running Merkle frontier
+yields the root at every checkpoint size and the hash of every stored subtree, which must match. Checkpoints come
+from the database and, more importantly, from outside it (files a verifier kept): a database dropped and rebuilt,
+or cut short, cannot match a signed checkpoint it did not produce.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from audit.chain import GENESIS_HASH, LEAF_PREFIX, canonical_json, entry_hash
+from audit.checkpoint import Checkpoint, CheckpointError, parse_checkpoint, verify_checkpoint
+from audit.merkle import node_hash
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    first_bad_id: str | None = None
+    reason: str | None = None
+    root: str | None = None
+    checkpoints_verified: int = 0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _js(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _fast_hash(seq: int, id_: str, ts: str, tenant: str, kind: str, payload: str, prev: str) -> str:
+    """The entry hash from stored columns; equal to ``audit.chain.entry_hash`` for a canonical stored payload."""
+    envelope = (f'{{"id":{_js(id_)},"kind":{_js(kind)},"payload":{payload},"prev_hash":{_js(prev)},'
+                f'"seq":{seq},"tenant":{_js(tenant)},"ts":{_js(ts)}}}')
+    return hashlib.sha256(LEAF_PREFIX + envelope.encode()).hexdigest()
+
+
+def _slow_reason(seq: int, id_: str, ts: str, tenant: str, kind: str, payload: str, prev: str, stored: str
+                 ) -> str | None:
+    """The exact check, for an entry the fast path did not confirm: None if it is in fact fine."""
+    try:
+        body = json.loads(payload)
+        canonical = canonical_json(body).decode()
+    except ValueError as exc:
+        return f"payload is not valid canonical JSON: {exc}"
+    if entry_hash(seq=seq, id=id_, ts=ts, tenant=tenant, kind=kind, payload=body, prev_hash=prev) != stored:
+        return "hash mismatch: the entry's content was changed"
+    if canonical != payload:
+        return "payload is not stored in canonical form"
+    return None
+
+
+class _Frontier:
+    """The right edge of the tree built so far: the perfect subtrees, largest first (RFC 9162 tree shape)."""
+
+    def __init__(self) -> None:
+        self.stack: list[tuple[int, bytes]] = []  # (level, hash)
+        self.size = 0
+
+    def push(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
+        """Add a leaf; returns the (level, index, hash) of every perfect subtree it completes."""
+        completed = []
+        level, current, index = 0, leaf, self.size
+        while self.stack and self.stack[-1][0] == level:
+            _, left = self.stack.pop()
+            current = node_hash(left, current)
+            level, index = level + 1, index // 2
+            completed.append((level, index, current))
+        self.stack.append((level, current))
+        self.size += 1
+        return completed
+
+    def root(self) -> bytes:
+        root = self.stack[-1][1]
+        for _, left in reversed(self.stack[:-1]):
+            root = node_hash(left, root)
+        return root
+
+
+def verify_log(
+    conn: Connection, *, public_key: Ed25519PublicKey | None = None, external: Sequence[str] = (),
+    batch: int = 5000,
+) -> VerifyReport:
+    """Check everything; report the first bad entry (or subtree, or checkpoint) with a reason."""
+    expected: dict[int, tuple[str, bytes]] = {}  # size -> (where it came from, root)
+    signed = 0
+    stored_checkpoints = conn.execute(text("SELECT size, root_hash, note FROM audit_checkpoints ORDER BY size"))
+    for size, root_hex, note in stored_checkpoints:
+        if public_key is not None:
+            try:
+                stored = verify_checkpoint(note, public_key)
+            except CheckpointError as exc:
+                return VerifyReport(False, 0, reason=f"stored checkpoint at size {size}: {exc}")
+            if stored.size != size or stored.root.hex() != root_hex:
+                return VerifyReport(False, 0, reason=f"stored checkpoint at size {size} disagrees with its row")
+            signed += 1
+        expected[size] = (f"stored checkpoint {size}", bytes.fromhex(root_hex))
+    for i, note in enumerate(external):
+        try:
+            cp: Checkpoint = verify_checkpoint(note, public_key) if public_key else parse_checkpoint(note)[0]
+        except CheckpointError as exc:
+            return VerifyReport(False, 0, reason=f"checkpoint #{i + 1} given: {exc}")
+        signed += 1 if public_key else 0
+        previous = expected.get(cp.size)
+        if previous is not None and previous[1] != cp.root:
+            return VerifyReport(False, 0, reason=f"checkpoint #{i + 1} given and the {previous[0]} commit to "
+                                                 f"different roots at size {cp.size}: the log was rewritten")
+        expected[cp.size] = (f"checkpoint #{i + 1} given", cp.root)
+
+    nodes = _stored_nodes(conn, batch)
+    pending_node = next(nodes, None)
+    frontier = _Frontier()
+    prev_hash, expected_seq = GENESIS_HASH, 1
+    rows = conn.execution_options(yield_per=batch).execute(text(
+        "SELECT seq, id, ts, tenant, kind, payload, prev_hash, hash FROM audit_entries ORDER BY seq"
+    ))
+    for seq, id_, ts, tenant, kind, payload, prev, stored in rows:
+        checked = expected_seq - 1
+
+        def bad(reason: str, seq: int = seq, id_: str = id_, checked: int = checked) -> VerifyReport:
+            return VerifyReport(False, checked, seq, id_, reason)
+
+        if seq != expected_seq:
+            return bad(f"sequence gap: expected {expected_seq}, found {seq}")
+        if prev != prev_hash:
+            return bad(f"prev_hash does not match entry {seq - 1}")
+        if _fast_hash(seq, id_, ts, tenant, kind, payload, prev) != stored:
+            reason = _slow_reason(seq, id_, ts, tenant, kind, payload, prev, stored)
+            if reason is not None:
+                return bad(reason)
+        for level, index, digest in frontier.push(bytes.fromhex(stored)):
+            if pending_node is None or (pending_node[0], pending_node[1]) != (level, index):
+                return bad(f"Merkle subtree ({level}, {index}) completed by this entry is missing")
+            if pending_node[2] != digest.hex():
+                return bad(f"Merkle subtree ({level}, {index}) completed by this entry was altered")
+            pending_node = next(nodes, None)
+        if seq in expected and expected[seq][1] != frontier.root():
+            return bad(f"the {expected[seq][0]} commits to another root at size {seq}: the log was rewritten")
+        prev_hash, expected_seq = stored, seq + 1
+    size = expected_seq - 1
+    if pending_node is not None:
+        return VerifyReport(False, size, reason=f"stored Merkle subtree {pending_node[:2]} has no entries under it")
+    beyond = [s for s in expected if s > size]
+    if beyond:
+        return VerifyReport(False, size, size + 1, None,
+                            f"the log has {size} entries but the {expected[max(beyond)][0]} commits to "
+                            f"{max(beyond)}: entries were removed from the end")
+    return VerifyReport(True, size, root=frontier.root().hex() if size else None, checkpoints_verified=signed)
+
+
+def _stored_nodes(conn: Connection, batch: int) -> Iterator[tuple[int, int, str]]:
+    """Stored subtrees in the order the leaves complete them (by the position of their last leaf, then level)."""
+    rows = conn.execution_options(yield_per=batch).execute(text(
+        'SELECT level, "index", hash FROM audit_tree_nodes ORDER BY ("index" + 1) * (1 << level), level'
+    ))
+    for level, index, digest in rows:
+        yield int(level), int(index), str(digest)

@@ -1,0 +1,149 @@
+"""Group commit: batches keep the chain whole, a failing writer fails alone, and nothing acknowledged is lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import Session
+
+from audit.group_commit import CommitFailed, GroupCommitter
+from audit.sql_store import SqlAuditStore
+from gateway.db import create_schema, make_engine
+
+
+def test_concurrent_writers_are_batched_without_breaking_the_chain(make_store: Callable[..., Any]) -> None:
+    engine, store, _ = make_store()
+    sizes: list[int] = []
+    committer = GroupCommitter(engine, observe=lambda n, _s: sizes.append(n))
+    ids: list[str] = []
+    lock = threading.Lock()
+
+    def writer(n: int) -> None:
+        for i in range(40):
+            entry = committer.run(lambda s, n=n, i=i: store.append(s, tenant=f"t{n}", kind="test",
+                                                                 payload={"n": n, "i": i}))
+            with lock:
+                ids.append(entry.id)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    committer.close()
+    assert len(ids) == len(set(ids)) == 320
+    assert sum(sizes) == 320 and max(sizes) > 1  # some commits carried several writers
+    with Session(engine) as s:
+        report = store.verify(s)
+        assert report.ok and report.checked == 320
+        assert {e.id for e in store.list(s, limit=1000)} == set(ids)
+
+
+def test_a_failing_writer_fails_alone(make_store: Callable[..., Any]) -> None:
+    engine, store, _ = make_store()
+    committer = GroupCommitter(engine, max_wait_ms=50)  # wait so that all three land in one batch
+    results: dict[str, Any] = {}
+
+    def run(name: str, fail: bool) -> None:
+        def write(s: Session) -> Any:
+            entry = store.append(s, tenant="t", kind="test", payload={"name": name})
+            if fail:
+                raise ValueError("this writer's own problem")
+            return entry
+
+        try:
+            results[name] = committer.run(write)
+        except ValueError as exc:
+            results[name] = exc
+
+    threads = [threading.Thread(target=run, args=(n, n == "b")) for n in "abc"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    committer.close()
+    assert isinstance(results["b"], ValueError)
+    with Session(engine) as s:
+        names = [e.payload["name"] for e in store.list(s)]
+        assert sorted(names) == ["a", "c"] and store.verify(s).ok
+
+
+def test_a_batch_that_cannot_commit_fails_every_writer(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "locked.db"
+    engine = make_engine(f"sqlite:///{path}", busy_timeout_ms=200)
+    create_schema(engine)
+    store = SqlAuditStore()
+    committer = GroupCommitter(engine)
+    blocker = sqlite3.connect(path, timeout=0)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(CommitFailed, match="did not commit"):
+            committer.run(lambda s: store.append(s, tenant="t", kind="test", payload={}))
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert committer.run(lambda s: store.append(s, tenant="t", kind="test", payload={})).seq == 1
+    committer.close()
+    with pytest.raises(CommitFailed, match="closed"):
+        committer.run(lambda s: None)
+
+
+CRASHER = textwrap.dedent(r"""
+    import sys, threading
+    from audit.group_commit import GroupCommitter
+    from audit.sql_store import SqlAuditStore
+    from gateway.db import create_schema, make_engine
+
+    engine = make_engine(sys.argv[1])
+    create_schema(engine)
+    store, committer, out = SqlAuditStore(), GroupCommitter(engine), threading.Lock()
+
+    def writer(n):
+        i = 0
+        while True:
+            entry = committer.run(lambda s: store.append(s, tenant="t", kind="test", payload={"n": n, "i": i}))
+            with out:  # one whole line per acknowledged entry
+                sys.stdout.write(entry.id + "\n")
+                sys.stdout.flush()
+            i += 1
+
+    for n in range(4):
+        threading.Thread(target=writer, args=(n,), daemon=True).start()
+    threading.Event().wait()
+""")
+
+
+def test_a_crash_loses_nothing_that_was_acknowledged(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'crash.db'}"
+    proc = subprocess.Popen([sys.executable, "-c", CRASHER, url], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[2], env={**os.environ, "PYTHONPATH": "."})
+    assert proc.stdout is not None
+    acked: list[str] = []
+    deadline = time.monotonic() + 60
+    while len(acked) < 300 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        acked.append(line.strip())
+    os.kill(proc.pid, signal.SIGKILL)  # mid-batch, with writers waiting
+    proc.wait()
+    acked += [line.strip() for line in proc.stdout.read().splitlines() if line.strip()]
+    assert len(acked) >= 300
+    engine = make_engine(url)
+    with Session(engine) as s:
+        store = SqlAuditStore()
+        assert store.verify(s).ok
+        stored = {e.id for e in store.list(s, limit=100_000)}
+    assert set(acked) <= stored
