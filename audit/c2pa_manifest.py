@@ -33,6 +33,7 @@ from audit.keys import KeyMaterialError, SigningPaths, load_certificates, load_p
 
 PROVENANCE_LABEL = "dev.mediagate.provenance"
 PROVENANCE_SCHEMA = 1
+NO_WATERMARK = "none"  # the tenant's policy waived the watermark obligation
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 # Magic numbers: PNG (RFC 2083 section 3.1) and JPEG (SOI marker followed by another marker).
 SIGNATURES = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff"}
@@ -67,8 +68,8 @@ class ProvenanceClaims:
         if len(self.audit_entry_hash) != 64 or not _HEX.fullmatch(self.audit_entry_hash):
             raise ValueError(f"`audit_entry_hash` must be 64 lowercase hex digits (SHA-256) "
                              f"but is {self.audit_entry_hash!r}")
-        if not _HEX.fullmatch(self.watermark_id):
-            raise ValueError(f"`watermark_id` must be lowercase hex but is {self.watermark_id!r}")
+        if self.watermark_id != NO_WATERMARK and not _HEX.fullmatch(self.watermark_id):
+            raise ValueError(f"`watermark_id` must be lowercase hex (or {NO_WATERMARK!r}) but is {self.watermark_id!r}")
 
     def to_assertion(self) -> dict[str, Any]:
         return {"schema": PROVENANCE_SCHEMA, **asdict(self)}

@@ -14,6 +14,8 @@ class AssetStore(Protocol):
 
     def get(self, sha256: str) -> bytes: ...
 
+    def delete(self, sha256: str) -> int: ...
+
 
 class LocalAssetStore:
     """Files named by their SHA-256 under ``root/ab/cd/``. Writes are atomic (temp file + rename + fsync)."""
@@ -44,6 +46,14 @@ class LocalAssetStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         return digest
+
+    def delete(self, sha256: str) -> int:
+        """Remove the bytes; 1 if a file was removed, 0 if there was none."""
+        path = self._path(sha256)
+        if not path.exists():
+            return 0
+        path.unlink()
+        return 1
 
     def get(self, sha256: str) -> bytes:
         data = self._path(sha256).read_bytes()

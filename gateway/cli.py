@@ -146,6 +146,45 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_assets_expire(args: argparse.Namespace) -> int:
+    """Run the retention job once, with the bundle that is active (the last activated one on record)."""
+    from sqlmodel import Session, col, select
+
+    from audit.group_commit import GroupCommitter
+    from audit.sql_store import SqlAuditStore
+    from gateway.assets import LocalAssetStore
+    from gateway.db import create_schema, make_engine
+    from gateway.models import PolicyEvent
+    from gateway.policy.bundle import load_bundle, load_bundle_archive
+    from gateway.policy.embedded import EmbeddedRegoEngine
+    from gateway.retention import RetentionJob
+
+    settings = _settings()
+    engine = make_engine(settings.db_url)
+    create_schema(engine)
+    with Session(engine) as session:
+        last = session.exec(select(PolicyEvent).where(PolicyEvent.event == "activated")
+                            .order_by(col(PolicyEvent.created_at).desc()).limit(1)).first()
+    bundle = load_bundle_archive(last.archive) if last and last.archive else load_bundle(settings.policy_dir)
+    policy = EmbeddedRegoEngine(bundle, workers=1)
+    committer = GroupCommitter(engine)
+    assert settings.asset_dir is not None
+    try:
+        job = RetentionJob(db=engine, committer=committer, audit=SqlAuditStore(), policy=policy,
+                           assets=LocalAssetStore(settings.asset_dir))
+        results = job.run_once(dry_run=args.dry_run)
+    finally:
+        committer.close()
+        policy.close()
+    for r in results:
+        verb = "would expire" if args.dry_run else "expired"
+        print(f"{r.tenant}: {verb} {len(r.asset_ids)} assets older than {r.days:g} days"
+              + (f" (audit entry {r.audit_entry}, {r.bytes_deleted} files deleted)" if r.audit_entry else ""))
+    if not results:
+        print("nothing to expire")
+    return 0
+
+
 def cmd_keys_init_signing(args: argparse.Namespace) -> int:
     from audit.keys import init_signing
 
@@ -256,6 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     signing.add_argument("--dir", help="target directory (default MEDIAGATE_SIGNING_DIR or $MEDIAGATE_HOME/keys)")
     signing.add_argument("--force", action="store_true", help="replace existing key material")
     signing.set_defaults(func=cmd_keys_init_signing)
+
+    assets = sub.add_parser("assets", help="asset store").add_subparsers(dest="assets_command", required=True)
+    expire = assets.add_parser("expire", help="expire asset bytes per the tenants' retention policy (audited)")
+    expire.add_argument("--dry-run", action="store_true", help="only list what would expire")
+    expire.set_defaults(func=cmd_assets_expire)
 
     models = sub.add_parser("models", help="models").add_subparsers(dest="models_command", required=True)
     init = models.add_parser("init-demo", help="build the tiny offline demo diffusion pipeline (seeded weights)")

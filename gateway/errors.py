@@ -107,6 +107,12 @@ class NotFound(GatewayError):
     title = "Not found"
 
 
+class Gone(GatewayError):
+    status = 410
+    slug = "gone"
+    title = "Gone"
+
+
 class Conflict(GatewayError):
     status = 409
     slug = "conflict"

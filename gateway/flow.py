@@ -7,6 +7,7 @@ same transaction as the audit entry that records their release.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -23,6 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
 from audit.base import AuditEntry, AuditStore
+from audit.c2pa_manifest import NO_WATERMARK
 from audit.group_commit import GroupCommitter
 from gateway.assets import AssetStore
 from gateway.auth import Principal
@@ -33,13 +35,14 @@ from gateway.metrics import Metrics
 from gateway.models import Asset, Generation, Review
 from gateway.policy.base import PolicyDecision, Reason
 from gateway.policy.manager import PolicyManager
+from gateway.provenance import Provenance
 from generators.base import GeneratedImage, GenerationSpec
 from generators.registry import ModelRegistry
 from quality.base import Scorer, score_images
 
 log = logging.getLogger(__name__)
 
-STAGES = ("features", "pre_policy", "generate", "score", "release_policy", "store", "audit")
+STAGES = ("features", "pre_policy", "generate", "provenance", "score", "release_policy", "store", "audit")
 
 
 @dataclass(frozen=True)
@@ -76,11 +79,18 @@ class FlowRequest:
 @dataclass(frozen=True)
 class ReleasedAsset:
     id: str
-    sha256: str
+    sha256: str  # the audited pixels (PNG, watermarked, no manifest)
     index: int
     seed: int
     status: str
     size_bytes: int
+    watermark_id: str | None = None
+    signed_sha256: str | None = None  # the released file, with its C2PA manifest
+
+    @property
+    def file_sha256(self) -> str:
+        """What an app downloads: the signed file once released, else the pixels."""
+        return self.signed_sha256 or self.sha256
 
 
 @dataclass(frozen=True)
@@ -116,7 +126,9 @@ class Flow:
     def __init__(
         self, *, db: Engine, committer: GroupCommitter, policy: PolicyManager, features: PromptFeatures,
         registry: ModelRegistry, scorers: Sequence[Scorer], audit: AuditStore, assets: AssetStore, metrics: Metrics,
+        provenance: Provenance,
     ) -> None:
+        self.provenance = provenance
         self.db = db
         self.committer = committer
         self.policy = policy
@@ -170,6 +182,11 @@ class Flow:
         )
         with self._stage("generate", timings):
             images = self._generate(entry_model.generator, spec)
+        marks: list[str | None] = [None] * len(images)
+        if pre.obligations.get("watermark") is not False:  # fail closed: only an explicit false waives it
+            with self._stage("provenance", timings):
+                marked = self.provenance.mark(images)
+            images, marks = [m.image for m in marked], [m.watermark_id for m in marked]
         with self._stage("score", timings):
             cards = score_images(
                 self.scorers, [g.image for g in images],
@@ -199,27 +216,37 @@ class Flow:
             "pre": pre.as_dict(),
             "generator": {"model": req.model, "revision": images[0].model_revision if images else ""},
             "images": [
-                {"asset_id": a.id, "index": a.index, "seed": a.seed, "sha256": a.sha256, "card": c.as_dict()}
-                for a, c in zip(stored, cards, strict=True)
+                {"asset_id": a.id, "index": a.index, "seed": a.seed, "sha256": a.sha256, "watermark_id": mark,
+                 "card": c.as_dict()}
+                for a, c, mark in zip(stored, cards, marks, strict=True)
             ],
             "release": release.as_dict(),
             "decision": release.result,
             "review_id": review_id,
         }
 
+        model_revision = images[0].model_revision if images else ""
+        signed: dict[str, str] = {}
+
         def write(session: Session) -> AuditEntry:
             entry = self.audit.append(session, tenant=principal.tenant, kind="generation.decided", payload=payload)
             session.add(Generation(
                 id=generation_id, tenant=principal.tenant, key_id=principal.key_id, kind=req.kind, model=req.model,
-                template=req.template, decision=release.result,
+                model_revision=model_revision, template=req.template, decision=release.result,
                 reasons_json=json.dumps([r.as_dict() for r in release.reasons]),
                 policy_revision=release.revision, audit_entry_id=entry.id,
             ))
             session.flush()  # the generation row must exist before rows that reference it
-            for a, g in zip(stored, images, strict=True):
+            for a, g, data, mark in zip(stored, images, encoded, marks, strict=True):
+                if a.status == "released":  # the manifest names this very entry, so it is signed here
+                    signed[a.id] = self.provenance.sign_and_store(data, self.provenance.claims(
+                        model=req.model, model_revision=model_revision, policy_revision=release.revision,
+                        entry=entry, tenant=principal.tenant, watermark_id=mark or NO_WATERMARK,
+                    ))
                 session.add(Asset(
                     id=a.id, tenant=principal.tenant, generation_id=generation_id, index=a.index, sha256=a.sha256,
                     size_bytes=a.size_bytes, width=g.image.width, height=g.image.height, seed=a.seed, status=a.status,
+                    watermark_id=mark, signed_sha256=signed.get(a.id),
                 ))
             if review_id is not None:
                 session.add(Review(
@@ -230,12 +257,25 @@ class Flow:
 
         with self._stage("audit", timings):
             entry = self._commit(write)
+        stored = [dataclasses.replace(a, watermark_id=m, signed_sha256=signed.get(a.id))
+                  for a, m in zip(stored, marks, strict=True)]
         return FlowResult(
             generation_id=generation_id, decision=release.result, reasons=release.reasons, assets=tuple(stored),
             audit_entry=entry, policy_revision=release.revision, pre_decision_id=pre.id,
-            release_decision_id=release.id, model_revision=images[0].model_revision if images else "",
+            release_decision_id=release.id, model_revision=model_revision,
             review_id=review_id, stage_seconds=timings,
         )
+
+    def provenance_for_approval(self, session: Session, entry: AuditEntry, assets: Sequence[Asset]) -> None:
+        """A reviewer's approval releases held assets: sign each with a manifest naming the approval's entry."""
+        for asset in assets:
+            generation = session.get(Generation, asset.generation_id)
+            assert generation is not None  # the foreign key guarantees it
+            asset.signed_sha256 = self.provenance.sign_and_store(self.assets.get(asset.sha256), self.provenance.claims(
+                model=generation.model, model_revision=generation.model_revision or "",
+                policy_revision=generation.policy_revision, entry=entry, tenant=asset.tenant,
+                watermark_id=asset.watermark_id or NO_WATERMARK,
+            ))
 
     def _generate(self, generator: Any, spec: GenerationSpec) -> list[GeneratedImage]:
         start = time.perf_counter()

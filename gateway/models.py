@@ -34,6 +34,7 @@ class Generation(SQLModel, table=True):
     key_id: str
     kind: str
     model: str
+    model_revision: str | None = None
     template: str | None = Field(default=None, index=True)
     decision: str
     reasons_json: str = "[]"
@@ -57,7 +58,7 @@ class Asset(SQLModel, table=True):
     width: int
     height: int
     seed: int
-    watermark_id: str | None = Field(default=None, index=True)  # hex payload of the invisible watermark
+    watermark_id: str | None = Field(default=None, unique=True)  # hex payload of the invisible watermark
     signed_sha256: str | None = None  # the released file, with its C2PA manifest (None until released)
     status: str  # released | held | rejected | expired
     created_at: datetime = Field(default_factory=utcnow)

@@ -36,7 +36,8 @@ def review_view(review: Review, assets: list[Asset]) -> dict[str, Any]:
         "decided_by": review.decided_by,
         "note": review.decision_note,
         "audit_entry": review.audit_entry_id,
-        "assets": [{"id": a.id, "sha256": a.sha256, "url": f"/v1/assets/{a.id}"} for a in assets],
+        "assets": [{"id": a.id, "sha256": a.signed_sha256 or a.sha256, "pixels_sha256": a.sha256,
+                    "watermark_id": a.watermark_id, "url": f"/v1/assets/{a.id}"} for a in assets],
     }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from audit.c2pa_manifest import C2paSigner, ManifestReader
 from audit.checkpointer import Checkpointer
 from audit.group_commit import GroupCommitter
 from audit.keys import KeyMaterialError, SigningPaths, init_signing, load_checkpoint_private_key
@@ -23,6 +24,8 @@ from gateway.policy.bundle import Bundle
 from gateway.policy.embedded import EmbeddedRegoEngine
 from gateway.policy.manager import PolicyManager
 from gateway.policy.watcher import BundleWatcher
+from gateway.provenance import Provenance
+from gateway.retention import RetentionJob
 from gateway.schemas import parse_size
 from gateway.settings import Settings
 from generators.registry import TEMPLATE_MODEL, ModelRegistry, build_default_registry
@@ -44,11 +47,13 @@ class Runtime:
     metrics: Metrics
     flow: Flow
     checkpointer: Checkpointer
+    retention: RetentionJob
     watcher: BundleWatcher | None = None
 
     def start_background(self) -> None:
         """The checkpointer, and hot reload of the policy directory where this gateway owns activation."""
         self.checkpointer.start()
+        self.retention.start()
         if self.settings.policy_watch and not self.external_policy and self.watcher is None:
             self.watcher = BundleWatcher(self.policy, self.settings.policy_dir,
                                          debounce_ms=self.settings.policy_watch_debounce_ms)
@@ -56,6 +61,7 @@ class Runtime:
 
     def stop_background(self) -> None:
         self.checkpointer.stop()
+        self.retention.stop()
         if self.watcher is not None:
             self.watcher.stop()
             self.watcher = None
@@ -68,6 +74,7 @@ class Runtime:
     def close(self) -> None:
         """Stop the watcher and the policy engines' threads, and close database connections."""
         self.stop_background()
+        self.flow.provenance.close()
         self.policy.close()
         self.committer.close()
         self.db.dispose()
@@ -169,9 +176,20 @@ def build_runtime(
         raise
     assert settings.asset_dir is not None
     assets = LocalAssetStore(settings.asset_dir)
+    try:
+        provenance = Provenance(C2paSigner.from_directory(settings.keys.directory),
+                                ManifestReader(settings.keys.ca_cert.read_bytes()), assets)
+    except BaseException:
+        policy.close()
+        committer.close()
+        db.dispose()
+        raise
     flow = Flow(db=db, committer=committer, policy=policy, features=features, registry=registry, scorers=scorers,
-                audit=audit, assets=assets, metrics=metrics)
+                audit=audit, assets=assets, metrics=metrics, provenance=provenance)
     checkpointer = Checkpointer(db, load_checkpoint_private_key(settings.keys.checkpoint_key),
                                 directory=settings.checkpoint_dir, every_n=settings.checkpoint_every_n,
                                 every_s=settings.checkpoint_every_s)
-    return Runtime(settings, db, committer, policy, registry, scorers, audit, assets, metrics, flow, checkpointer)
+    retention = RetentionJob(db=db, committer=committer, audit=audit, policy=policy, assets=assets,
+                             interval_s=settings.retention_interval_s)
+    return Runtime(settings, db, committer, policy, registry, scorers, audit, assets, metrics, flow, checkpointer,
+                   retention)

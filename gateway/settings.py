@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     checkpoint_dir: Path | None = None
     checkpoint_every_n: int = Field(default=1000, ge=1)
     checkpoint_every_s: float = Field(default=60.0, gt=0)
+    # POST /v1/provenance/verify: auditors only unless public; upload and decoded-size limits.
+    provenance_verify_public: bool = False
+    provenance_max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    provenance_max_pixels: int = Field(default=40_000_000, ge=4096)
+    # The retention job (expires asset bytes per data.mediagate.retention.days): seconds between runs; 0 = off.
+    retention_interval_s: float = Field(default=3600.0, ge=0)
     # Group commit of audited writes: how many per transaction, and how long to wait for more after the first.
     group_commit_max_batch: int = Field(default=256, ge=1)
     group_commit_wait_ms: float = Field(default=0.0, ge=0)

@@ -29,7 +29,8 @@ def result_body(result: FlowResult, request: Request) -> dict[str, Any]:
         "reasons": [{"code": r.code, "msg": r.msg} for r in result.reasons],
         "assets": [
             {
-                "id": a.id, "sha256": a.sha256, "index": a.index, "seed": a.seed, "status": a.status,
+                "id": a.id, "sha256": a.file_sha256, "pixels_sha256": a.sha256, "watermark_id": a.watermark_id,
+                "index": a.index, "seed": a.seed, "status": a.status,
                 "url": asset_url(request, a.id) if a.status == "released" else None,
             }
             for a in result.assets
@@ -71,7 +72,8 @@ def get_generation(generation_id: str, principal: PrincipalDep, rt: RuntimeDep, 
         "reasons": [{"code": r["code"], "msg": r["msg"]} for r in json.loads(gen.reasons_json)],
         "model": gen.model,
         "assets": [
-            {"id": a.id, "sha256": a.sha256, "index": a.index, "seed": a.seed, "status": a.status,
+            {"id": a.id, "sha256": a.signed_sha256 or a.sha256, "pixels_sha256": a.sha256,
+             "watermark_id": a.watermark_id, "index": a.index, "seed": a.seed, "status": a.status,
              "url": asset_url(request, a.id) if a.status == "released" else None}
             for a in assets
         ],

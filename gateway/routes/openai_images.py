@@ -50,7 +50,7 @@ def images_generations(body: OpenAIImagesBody, principal: PrincipalDep, rt: Runt
     data = []
     for a in result.assets:
         if body.response_format == "b64_json":
-            data.append({"b64_json": base64.b64encode(rt.assets.get(a.sha256)).decode(), "revised_prompt": None})
+            data.append({"b64_json": base64.b64encode(rt.assets.get(a.file_sha256)).decode(), "revised_prompt": None})
         else:
             data.append({"url": asset_url(request, a.id), "revised_prompt": None})
     return {"created": int(time.time()), "data": data, "mediagate": governance}

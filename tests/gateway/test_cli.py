@@ -48,7 +48,7 @@ def _generate_some(make_gateway: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("MEDIAGATE_HOME", str(gw.home))
     app = gw.key()
     for prompt in ("a cat", "gore", "a dog"):
-        gw.client.post("/v1/generations", headers=app, json={"prompt": prompt, "size": "64x64"})
+        gw.client.post("/v1/generations", headers=app, json={"prompt": prompt, "size": "128x128"})
     return gw
 
 

@@ -24,7 +24,7 @@ def test_audit_write_failure_is_503_and_releases_nothing(make_gateway: Any) -> N
     blocker = sqlite3.connect(db_path, timeout=0)
     blocker.execute("BEGIN IMMEDIATE")
     try:
-        resp = gw.client.post("/v1/generations", headers=app, json={"prompt": "a cat", "size": "64x64", "seed": 1})
+        resp = gw.client.post("/v1/generations", headers=app, json={"prompt": "a cat", "size": "128x128", "seed": 1})
     finally:
         blocker.rollback()
         blocker.close()
@@ -35,7 +35,7 @@ def test_audit_write_failure_is_503_and_releases_nothing(make_gateway: Any) -> N
         assert s.exec(select(func.count()).select_from(Asset)).one() == 0
         assert s.exec(select(func.count()).select_from(Generation)).one() == 0
     # Once the lock is gone the same request goes through and the chain is intact.
-    ok = gw.client.post("/v1/generations", headers=app, json={"prompt": "a cat", "size": "64x64", "seed": 1})
+    ok = gw.client.post("/v1/generations", headers=app, json={"prompt": "a cat", "size": "128x128", "seed": 1})
     assert ok.status_code == 200
     with Session(gw.runtime.db) as s:
         assert gw.runtime.audit.verify(s).ok
@@ -54,7 +54,7 @@ class ExplodingScorer:
 def test_failed_scorer_means_review_not_release(make_gateway: Any, shared_scorers: Any) -> None:
     gw = make_gateway(scorers=[*shared_scorers, ExplodingScorer()])
     app = gw.key()
-    resp = gw.client.post("/v1/generations", headers=app, json={"prompt": "a cat", "size": "64x64"})
+    resp = gw.client.post("/v1/generations", headers=app, json={"prompt": "a cat", "size": "128x128"})
     assert resp.status_code == 200
     body = resp.json()
     assert body["decision"] == "review"
@@ -81,9 +81,9 @@ def test_undefined_release_decision_is_503(make_gateway: Any, tmp_path: Path) ->
         rego.write_text(text + '\nguard := true if input.principal.tenant != "fragile"\n')
 
     gw = make_gateway(policy_dir=patched_bundle(tmp_path, break_release))
-    ok = gw.client.post("/v1/generations", headers=gw.key(), json={"prompt": "a cat", "size": "64x64"})
+    ok = gw.client.post("/v1/generations", headers=gw.key(), json={"prompt": "a cat", "size": "128x128"})
     assert ok.status_code == 200
-    resp = gw.client.post("/v1/generations", headers=gw.key("fragile"), json={"prompt": "a cat", "size": "64x64"})
+    resp = gw.client.post("/v1/generations", headers=gw.key("fragile"), json={"prompt": "a cat", "size": "128x128"})
     assert resp.status_code == 503
     assert "release policy" in resp.json()["detail"]
     with Session(gw.runtime.db) as s:
@@ -98,7 +98,7 @@ def test_force_review_from_policy_data(make_gateway: Any, tmp_path: Path) -> Non
         path.write_text(json.dumps(data))
 
     gw = make_gateway(policy_dir=patched_bundle(tmp_path, force))
-    resp = gw.client.post("/v1/generations", headers=gw.key("careful"), json={"prompt": "a cat", "size": "64x64"})
+    resp = gw.client.post("/v1/generations", headers=gw.key("careful"), json={"prompt": "a cat", "size": "128x128"})
     assert resp.json()["decision"] == "review"
     assert [r["code"] for r in resp.json()["reasons"]] == ["policy.force_review"]
     assert "review.tenant_forced" in resp.json()["reasons"][0]["msg"]

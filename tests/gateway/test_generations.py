@@ -6,9 +6,12 @@ import hashlib
 import io
 from typing import Any
 
+import numpy as np
 import pytest
 from PIL import Image
 
+from audit import watermark
+from audit.c2pa_manifest import read_manifest
 from gateway.policy.bundle import load_bundle
 from gateway.settings import REPO_POLICIES
 
@@ -18,7 +21,7 @@ PROBLEM = "application/problem+json"
 def generate(gw: Any, headers: dict[str, str], **body: Any) -> Any:
     body.setdefault("prompt", "a red bicycle leaning on a wall")
     body.setdefault("seed", 7)
-    body.setdefault("size", "64x64")
+    body.setdefault("size", "128x128")
     return gw.client.post("/v1/generations", json=body, headers=headers)
 
 
@@ -36,7 +39,13 @@ def test_clean_prompt_is_released_with_asset_and_audit_entry(gateway: Any) -> No
         assert got.status_code == 200
         assert got.headers["content-type"] == "image/png"
         assert hashlib.sha256(got.content).hexdigest() == asset["sha256"]
-        assert Image.open(io.BytesIO(got.content)).size == (64, 64)
+        assert Image.open(io.BytesIO(got.content)).size == (128, 128)
+        report = read_manifest(got.content, "image/png", gateway.runtime.settings.keys.ca_cert.read_bytes())
+        assert report.trusted and report.claims is not None  # released files carry our signed C2PA manifest
+        assert report.claims.audit_entry_hash == body["audit_entry_hash"]
+        assert report.claims.watermark_id == asset["watermark_id"]
+        mark = watermark.decode(Image.open(io.BytesIO(got.content)))
+        assert mark.mark_id is not None and mark.mark_id.hex() == asset["watermark_id"]
     assert [a["seed"] for a in body["assets"]] == [7, 8]
 
     entry = gateway.client.get(f"/v1/audit/entries/{body['audit_entry']}", headers=app)
@@ -45,7 +54,8 @@ def test_clean_prompt_is_released_with_asset_and_audit_entry(gateway: Any) -> No
     assert entry.json()["hash"] == body["audit_entry_hash"]
     assert payload["decision"] == "release"
     assert payload["generation_id"] == body["id"]
-    assert [i["sha256"] for i in payload["images"]] == [a["sha256"] for a in body["assets"]]
+    assert [i["sha256"] for i in payload["images"]] == [a["pixels_sha256"] for a in body["assets"]]
+    assert [i["watermark_id"] for i in payload["images"]] == [a["watermark_id"] for a in body["assets"]]
     assert all(i["card"]["complete"] for i in payload["images"])
     assert 0.0 <= payload["images"][0]["card"]["scores"]["nsfw"]["nsfw"] < 0.4
     assert payload["pre"]["result"] == "allow"
@@ -54,12 +64,23 @@ def test_clean_prompt_is_released_with_asset_and_audit_entry(gateway: Any) -> No
     assert gen.status_code == 200 and gen.json()["decision"] == "release"
 
 
-def test_same_seed_same_pixels(gateway: Any) -> None:
+def test_same_seed_same_pixels_up_to_the_watermark(gateway: Any) -> None:
+    """The generator is deterministic; each release then carries its own watermark, a change far below visibility."""
     app = gateway.key()
-    first = generate(gateway, app, seed=123).json()["assets"][0]["sha256"]
-    second = generate(gateway, app, seed=123).json()["assets"][0]["sha256"]
-    third = generate(gateway, app, seed=124).json()["assets"][0]["sha256"]
-    assert first == second != third
+
+    def pixels(seed: int) -> tuple[np.ndarray, str]:
+        asset = generate(gateway, app, seed=seed).json()["assets"][0]
+        png = gateway.client.get(asset["url"], headers=app).content
+        return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float64), asset["watermark_id"]
+
+    (first, mark1), (second, mark2), (other, _) = pixels(123), pixels(123), pixels(124)
+
+    def psnr(a: np.ndarray, b: np.ndarray) -> float:
+        return float(10 * np.log10(255**2 / max(np.mean((a - b) ** 2), 1e-12)))
+
+    assert mark1 != mark2
+    assert psnr(first, second) > 35.0
+    assert psnr(first, other) < 25.0
 
 
 @pytest.mark.parametrize(

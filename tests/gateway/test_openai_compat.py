@@ -45,11 +45,11 @@ def test_sdk_b64_round_trip(served: tuple[str, Any]) -> None:
     base, gw = served
     app = gw.key()
     result = client(base, app).images.generate(
-        model="demo-tiny", prompt="a watercolour fox", n=2, size="64x64", response_format="b64_json", user="u-42"
+        model="demo-tiny", prompt="a watercolour fox", n=2, size="128x128", response_format="b64_json", user="u-42"
     )
     assert len(result.data) == 2
     image = Image.open(io.BytesIO(base64.b64decode(result.data[0].b64_json or "")))
-    assert image.size == (64, 64)
+    assert image.size == (128, 128)
     governance = result.model_extra["mediagate"]  # type: ignore[index]
     assert governance["decision"] == "release"
     entry = httpx.get(f"{base}/v1/audit/entries/{governance['audit_entry']}", headers=app).json()
@@ -59,7 +59,7 @@ def test_sdk_b64_round_trip(served: tuple[str, Any]) -> None:
 def test_sdk_url_response_is_downloadable(served: tuple[str, Any]) -> None:
     base, gw = served
     app = gw.key()
-    result = client(base, app).images.generate(prompt="a lighthouse", size="64x64")
+    result = client(base, app).images.generate(prompt="a lighthouse", size="128x128")
     url = result.data[0].url or ""
     assert url.startswith(base)
     assert httpx.get(url, headers=app).headers["content-type"] == "image/png"
@@ -68,7 +68,7 @@ def test_sdk_url_response_is_downloadable(served: tuple[str, Any]) -> None:
 def test_sdk_raises_on_policy_denial(served: tuple[str, Any]) -> None:
     base, gw = served
     with pytest.raises(openai.PermissionDeniedError) as info:
-        client(base, gw.key()).images.generate(prompt="a castle covered in gore", size="64x64")
+        client(base, gw.key()).images.generate(prompt="a castle covered in gore", size="128x128")
     assert info.value.status_code == 403
     body: Any = info.value.body
     assert body["code"] == "prompt.banned_term"

@@ -45,7 +45,7 @@ def break_a_test(root: Path) -> None:
 
 
 def generate(gw: Any, headers: dict[str, str], prompt: str) -> Any:
-    return gw.client.post("/v1/generations", headers=headers, json={"prompt": prompt, "size": "64x64", "seed": 3})
+    return gw.client.post("/v1/generations", headers=headers, json={"prompt": prompt, "size": "128x128", "seed": 3})
 
 
 def audit_kinds(gw: Any) -> list[str]:

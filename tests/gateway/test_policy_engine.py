@@ -32,8 +32,8 @@ CONCEPTS = load_bundle(REPO_POLICIES).data["mediagate"]["config"]["concepts"]
 
 def pre_input(text: str, tenant: str = "demo", **request: Any) -> dict[str, Any]:
     """A pre-policy input as the flow builds it; features say the text is far from every banned concept."""
-    req = {"kind": "prompt", "prompt": text, "negative_prompt": None, "model": "demo-tiny", "n": 1, "width": 64,
-           "height": 64, "template": None, "fields": {}, "locale": None, "text": text, **request}
+    req = {"kind": "prompt", "prompt": text, "negative_prompt": None, "model": "demo-tiny", "n": 1, "width": 128,
+           "height": 128, "template": None, "fields": {}, "locale": None, "text": text, **request}
     features = {"normalized": text.lower(), "folded": text.lower(), "changed": False, "mixed_script": False,
                 "concepts": dict.fromkeys(CONCEPTS, 0.0)}
     return {"principal": {"tenant": tenant, "role": "app", "key_id": "k"}, "request": req, "features": features,
@@ -47,6 +47,7 @@ def test_bundle_loads_manifest_data_and_splits_tests() -> None:
     assert bundle.roots == ("mediagate",)
     assert {p for p, _ in bundle.policies} == {
         "mediagate/lib/lib.rego", "mediagate/pre/pre.rego", "mediagate/release/release.rego",
+        "mediagate/retention/retention.rego",
     }
     assert all(p.endswith("_test.rego") for p, _ in bundle.tests)
     assert "banned_terms" in bundle.data["mediagate"]["config"]["defaults"]

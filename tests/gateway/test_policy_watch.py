@@ -37,7 +37,7 @@ def test_edits_are_activated_and_broken_edits_refused(make_gateway: Any, tmp_pat
     data_file.write_text(json.dumps(data))
     assert wait_for(lambda: gw.runtime.policy.revision == load_bundle(policy_dir).label)
     assert gw.runtime.policy.revision != original
-    denied = gw.client.post("/v1/generations", headers=app, json={"prompt": "a zeppelin", "size": "64x64"})
+    denied = gw.client.post("/v1/generations", headers=app, json={"prompt": "a zeppelin", "size": "128x128"})
     assert denied.status_code == 403 and denied.json()["codes"] == ["prompt.banned_term"]
 
     active = gw.runtime.policy.revision
@@ -49,7 +49,7 @@ def test_edits_are_activated_and_broken_edits_refused(make_gateway: Any, tmp_pat
     history = gw.client.get("/v1/policies", headers=admin).json()["history"]
     assert history[0]["event"] == "refused" and history[0]["source"] == "directory"
     assert any("mediagate/pre/pre.rego:" in p for p in history[0]["detail"]["problems"])
-    still = gw.client.post("/v1/generations", headers=app, json={"prompt": "a zeppelin", "size": "64x64"})
+    still = gw.client.post("/v1/generations", headers=app, json={"prompt": "a zeppelin", "size": "128x128"})
     assert still.status_code == 403
 
 

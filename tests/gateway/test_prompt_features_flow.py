@@ -9,7 +9,7 @@ import pytest
 
 
 def generate(gw: Any, headers: dict[str, str], prompt: str) -> Any:
-    return gw.client.post("/v1/generations", headers=headers, json={"prompt": prompt, "size": "64x64", "seed": 1})
+    return gw.client.post("/v1/generations", headers=headers, json={"prompt": prompt, "size": "128x128", "seed": 1})
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from audit.c2pa_manifest import read_manifest
 from gateway.settings import REPO_POLICIES
 
 
@@ -26,7 +27,7 @@ def review_gateway(make_gateway: Any, tmp_path: Path) -> Any:
 
 
 def held_generation(gw: Any, app: dict[str, str]) -> dict[str, Any]:
-    resp = gw.client.post("/v1/generations", headers=app, json={"prompt": "a lighthouse", "size": "64x64"})
+    resp = gw.client.post("/v1/generations", headers=app, json={"prompt": "a lighthouse", "size": "128x128"})
     assert resp.status_code == 200 and resp.json()["decision"] == "review"
     return resp.json()
 
@@ -47,7 +48,14 @@ def test_approval_releases_the_asset_and_is_audited(review_gateway: Any) -> None
                              json={"reason": "checked by hand"})
     assert decided.status_code == 200, decided.text
     assert decided.json()["status"] == "approved"
-    assert gw.client.get(f"/v1/assets/{asset_id}", headers=app).status_code == 200
+    released = gw.client.get(f"/v1/assets/{asset_id}", headers=app)
+    assert released.status_code == 200
+    # Released by the approval: the file now carries a manifest naming the approval's audit entry.
+    report = read_manifest(released.content, "image/png", gw.runtime.settings.keys.ca_cert.read_bytes())
+    assert report.trusted and report.claims is not None
+    assert report.claims.audit_entry_id == decided.json()["audit_entry"]
+    assert report.claims.audit_entry_hash == decided.json()["audit_entry_hash"]
+    assert report.claims.watermark_id == body["assets"][0]["watermark_id"]
     assert gw.client.get("/v1/reviews", headers=reviewer).json()["data"] == []
 
     entry = gw.client.get(f"/v1/audit/entries/{decided.json()['audit_entry']}", headers=app).json()

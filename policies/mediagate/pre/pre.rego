@@ -201,6 +201,27 @@ deny contains violation if {
 	}
 }
 
+# METADATA
+# title: Image too small to carry the invisible watermark
+# description: |
+#   Every released image carries an invisible watermark naming its audit entry, and the mark needs at least
+#   watermark_min_side pixels on each side. A request that could never be released is refused before compute.
+# custom:
+#   code: request.below_watermark_min
+deny contains violation if {
+	obligations.watermark
+	some side in [input.request.width, input.request.height]
+	side < settings.watermark_min_side
+	violation := {
+		"code": "request.below_watermark_min",
+		"msg": sprintf(
+			"size %dx%d: every side must be at least %d pixels to carry the provenance watermark",
+			[input.request.width, input.request.height, settings.watermark_min_side],
+		),
+		"rule": "mediagate.pre.watermark_min_side",
+	}
+}
+
 too_large if input.request.width > settings.max_width
 
 too_large if input.request.height > settings.max_height

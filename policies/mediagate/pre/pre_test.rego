@@ -8,7 +8,7 @@ principal(tenant) := {"tenant": tenant, "role": "app", "key_id": "k1"}
 prompt_request(overrides) := object.union(
 	{
 		"kind": "prompt", "prompt": "a red bicycle", "negative_prompt": null, "model": "demo-tiny", "n": 1,
-		"width": 64, "height": 64, "template": null, "fields": {}, "locale": null, "text": "a red bicycle",
+		"width": 128, "height": 128, "template": null, "fields": {}, "locale": null, "text": "a red bicycle",
 	},
 	overrides,
 )
@@ -103,6 +103,9 @@ deny_cases := {
 	},
 	"width over max": {"tenant": "demo", "req": {"width": 1024}, "features": {}, "code": "request.size_exceeds_max"},
 	"height over max": {"tenant": "demo", "req": {"height": 520}, "features": {}, "code": "request.size_exceeds_max"},
+	"too small for the watermark": {
+		"tenant": "demo", "req": {"width": 64}, "features": {}, "code": "request.below_watermark_min",
+	},
 }
 
 test_deny_table if {
@@ -292,4 +295,11 @@ test_multi_word_and_repeated_terms if {
 		"the request text contains the banned term \"child abuse\" (after folding, after normalisation, as sent)",
 		"the request text contains the banned term \"gore\" (after folding, after normalisation, as sent)",
 	}
+}
+
+test_small_images_are_fine_without_the_watermark_obligation if {
+	d := pre.decision with input as make_input("demo", prompt_request({"width": 64, "height": 64}), {})
+		with data.mediagate.config.tenants.demo as {"watermark": false}
+	d.allow
+	not d.obligations.watermark
 }
