@@ -2,9 +2,10 @@
 
 Every write that appends to the audit log goes through ``GroupCommitter.run(write)``: ``write(session)`` adds its
 rows (the audit entry and what it vouches for) and returns a value. One committer thread takes every write that is
-waiting, runs each inside its own SAVEPOINT of a single transaction — a write that raises is rolled back alone and
-gets its exception — and commits once. Only after that commit does any caller get its result, so a crash between
-batches loses nothing that was acknowledged (SQLite runs with ``synchronous=FULL``; PostgreSQL fsyncs on commit).
+waiting, runs them in one transaction and commits once. A write that raises is rolled back alone and gets its
+exception: the batch is then run again with a SAVEPOINT around each write (paid for only when needed). Only after
+the commit does any caller get its result, so a crash between batches loses nothing that was acknowledged (SQLite
+runs with ``synchronous=FULL``; PostgreSQL fsyncs on commit).
 Appends in a batch are sequential, so the chain order is the commit order.
 
 On SQLite the batch opens with ``BEGIN IMMEDIATE``: the write lock is taken before the first read, so no other
@@ -92,19 +93,15 @@ class GroupCommitter:
                 break
 
     def _commit(self, batch: list[_Job[Any]]) -> None:
+        """Optimistically run the batch without savepoints (each costs two statements); if any writer raises,
+        roll everything back and run the batch again with one savepoint per writer, so that writer fails alone.
+        Writers must therefore be safe to run twice (nothing they did in the first run was committed)."""
         start = time.perf_counter()
-        outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
+        outcomes: list[tuple[_Job[Any], Any, BaseException | None]] | None = None
         try:
-            with Session(self.engine) as session:
-                if self.engine.dialect.name == "sqlite":
-                    session.execute(text("BEGIN IMMEDIATE"))
-                for job in batch:
-                    try:
-                        with session.begin_nested():
-                            outcomes.append((job, job.write(session), None))
-                    except Exception as exc:  # noqa: BLE001 - this writer alone fails; handed back to it
-                        outcomes.append((job, None, exc))
-                session.commit()
+            outcomes = self._transaction(batch, isolate=False)
+            if outcomes is None:
+                outcomes = self._transaction(batch, isolate=True)
         except Exception as exc:  # noqa: BLE001 - nothing committed: every writer in the batch fails
             log.exception("audit batch of %d writes did not commit", len(batch))
             failed = CommitFailed(f"the transaction did not commit: {type(exc).__name__}: {exc}")
@@ -113,6 +110,7 @@ class GroupCommitter:
                 if not job.future.done():
                     job.future.set_exception(failed)
             return
+        assert outcomes is not None
         if self.observe is not None:
             self.observe(len(batch), time.perf_counter() - start)
         for job, value, error in outcomes:
@@ -120,6 +118,29 @@ class GroupCommitter:
                 job.future.set_exception(error)
             else:
                 job.future.set_result(value)
+
+    def _transaction(self, batch: list[_Job[Any]], *, isolate: bool
+                     ) -> list[tuple[_Job[Any], Any, BaseException | None]] | None:
+        """One transaction over the batch. Without ``isolate``, a raising writer aborts it: returns None."""
+        outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
+        with Session(self.engine) as session:
+            if self.engine.dialect.name == "sqlite":
+                session.execute(text("BEGIN IMMEDIATE"))
+            for job in batch:
+                if not isolate:
+                    try:
+                        outcomes.append((job, job.write(session), None))
+                    except Exception:  # noqa: BLE001 - retried below with savepoints, where it fails alone
+                        session.rollback()
+                        return None
+                    continue
+                try:
+                    with session.begin_nested():
+                        outcomes.append((job, job.write(session), None))
+                except Exception as exc:  # noqa: BLE001 - this writer alone fails; handed back to it
+                    outcomes.append((job, None, exc))
+            session.commit()
+        return outcomes
 
     def close(self) -> None:
         """Commit what is queued, then stop. Idempotent."""

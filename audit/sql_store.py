@@ -21,12 +21,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import event, text
+from sqlalchemy import event, insert, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from audit.base import AuditEntry
-from audit.chain import GENESIS_HASH, canonical_json, entry_hash
+from audit.chain import GENESIS_HASH, canonical_json, entry_hash_from_text
 from audit.merkle import ProofError, consistency_path, inclusion_path, node_hash, split_point
 from audit.verify import VerifyReport, verify_log
 
@@ -128,11 +128,70 @@ class SubtreeHashes:
         return node_hash(self(start, start + k), self(start + k, end))
 
 
+_CACHE = "audit_tip"
+
+
+class _Tip:
+    """The end of the log as this transaction sees it: size, last hash, and the right edge of the Merkle tree.
+
+    Loaded once per transaction (O(log n) reads) while the append lock is held, then advanced in memory, so an
+    append costs two inserts and no reads. Dropped at transaction end and on any rollback.
+    """
+
+    def __init__(self, size: int, last_hash: str, frontier: list[tuple[int, bytes]]) -> None:
+        self.size, self.last_hash, self.frontier = size, last_hash, frontier
+
+    def copy(self) -> _Tip:
+        return _Tip(self.size, self.last_hash, list(self.frontier))
+
+    @classmethod
+    def load(cls, session: Session, known: _Tip | None) -> _Tip:
+        """The tip, read from the database; the frontier reused from ``known`` when the log has not moved since."""
+        last = session.exec(select(AuditRow.seq, AuditRow.hash).order_by(col(AuditRow.seq).desc()).limit(1)).first()
+        if last is None:
+            return cls(0, GENESIS_HASH, [])
+        size, last_hash = int(last[0]), str(last[1])
+        if known is not None and (known.size, known.last_hash) == (size, last_hash):
+            return known.copy()
+        frontier: list[tuple[int, bytes]] = []
+        start = 0
+        for level in range(size.bit_length() - 1, -1, -1):  # the perfect subtrees of the tree of `size` leaves
+            if not size >> level & 1:
+                continue
+            if level == 0:
+                digest = bytes.fromhex(last_hash)
+            else:
+                stored = session.exec(select(TreeNodeRow.hash).where(
+                    TreeNodeRow.level == level, TreeNodeRow.index == start >> level)).first()
+                if stored is None:
+                    raise RuntimeError(f"audit tree node ({level}, {start >> level}) is missing; run `mediagate "
+                                       "audit verify`")
+                digest = bytes.fromhex(stored)
+            frontier.append((level, digest))
+            start += 1 << level
+        return cls(size, last_hash, frontier)
+
+    def push(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
+        """Append a leaf; the (level, index, hash) of every perfect subtree it completes (one on average)."""
+        completed = []
+        level, current, index = 0, leaf, self.size
+        while self.frontier and self.frontier[-1][0] == level:
+            _, left = self.frontier.pop()
+            current = node_hash(left, current)
+            level, index = level + 1, index // 2
+            completed.append((level, index, current))
+        self.frontier.append((level, current))
+        self.size += 1
+        self.last_hash = leaf.hex()
+        return completed
+
+
 class SqlAuditStore:
     """``AuditStore`` on SQLModel. One instance per process; it owns the append lock."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
+        self._committed_tip: _Tip | None = None  # the tip after this process's last commit, to skip tree reads
 
     @staticmethod
     def create_schema(engine: Engine) -> None:
@@ -158,49 +217,52 @@ class SqlAuditStore:
 
         def release(_session: Any, transaction: Any) -> None:
             if transaction.parent is None:
+                session.info.pop(_CACHE, None)
                 for _ in range(session.info.get("audit_locks_held", 0)):
                     self._lock.release()
                 session.info["audit_locks_held"] = 0
 
+        def forget(_session: Any, _transaction: Any) -> None:
+            # A rolled-back savepoint may have held appends: the cached tip no longer matches the database.
+            session.info.pop(_CACHE, None)
+
+        def committed(_session: Any) -> None:
+            tip = session.info.get(_CACHE)
+            if tip is not None:
+                self._committed_tip = tip.copy()
+
         event.listen(session, "after_transaction_end", release)
+        event.listen(session, "after_soft_rollback", forget)
+        event.listen(session, "after_commit", committed)
         session.info["audit_listener"] = True
 
     def append(self, session: Session, *, tenant: str, kind: str, payload: Mapping[str, Any]) -> AuditEntry:
-        body = json.loads(canonical_json(dict(payload)))  # refuse what cannot be canonicalised before locking
+        payload_text = canonical_json(dict(payload)).decode()  # refuse what cannot be canonicalised before locking
         self._hold_until_transaction_ends(session)
-        if session.bind is not None and session.get_bind().dialect.name == "postgresql":
-            # Another process appending to the same database waits here until this transaction ends.
-            session.execute(text("SELECT pg_advisory_xact_lock(4242)"))
-        last = session.exec(select(AuditRow).order_by(col(AuditRow.seq).desc()).limit(1)).first()
-        seq = 1 if last is None else last.seq + 1
-        prev_hash = GENESIS_HASH if last is None else last.hash
+        tip = session.info.get(_CACHE)
+        if tip is None:
+            if session.get_bind().dialect.name == "postgresql":
+                # Another process appending to the same database waits here until this transaction ends.
+                session.execute(text("SELECT pg_advisory_xact_lock(4242)"))
+            tip = session.info[_CACHE] = _Tip.load(session, self._committed_tip)
+        seq = tip.size + 1
+        prev_hash = tip.last_hash
         entry_id = "ae_" + secrets.token_urlsafe(15)
         ts = datetime.now(UTC).isoformat(timespec="microseconds")
-        digest = entry_hash(seq=seq, id=entry_id, ts=ts, tenant=tenant, kind=kind, payload=body, prev_hash=prev_hash)
-        row = AuditRow(seq=seq, id=entry_id, ts=ts, tenant=tenant, kind=kind,
-                       payload=canonical_json(body).decode(), prev_hash=prev_hash, hash=digest)
-        session.add(row)
-        self._add_tree_nodes(session, seq - 1, bytes.fromhex(digest), bytes.fromhex(prev_hash))
-        session.flush()
-        return _to_entry(row)
-
-    def _add_tree_nodes(self, session: Session, index: int, leaf: bytes, previous_leaf: bytes) -> None:
-        """Store every perfect subtree that leaf ``index`` completes (one on average)."""
-        level, right = 0, leaf
-        while index % 2 == 1:
-            if level == 0:
-                left = previous_leaf
-            else:
-                stored = session.exec(
-                    select(TreeNodeRow.hash).where(TreeNodeRow.level == level, TreeNodeRow.index == index - 1)
-                ).first()
-                if stored is None:
-                    raise RuntimeError(f"audit tree node ({level}, {index - 1}) is missing; run `mediagate audit "
-                                       "verify`")
-                left = bytes.fromhex(stored)
-            right = node_hash(left, right)
-            level, index = level + 1, index // 2
-            session.add(TreeNodeRow(level=level, index=index, hash=right.hex()))
+        digest = entry_hash_from_text(seq=seq, id=entry_id, ts=ts, tenant=tenant, kind=kind,
+                                      payload_text=payload_text, prev_hash=prev_hash)
+        # Core inserts: no unit-of-work bookkeeping for rows that are never updated.
+        session.execute(insert(AuditRow.__table__), {  # type: ignore[attr-defined]
+            "seq": seq, "id": entry_id, "ts": ts, "tenant": tenant, "kind": kind, "payload": payload_text,
+            "prev_hash": prev_hash, "hash": digest,
+        })
+        completed = tip.push(bytes.fromhex(digest))
+        if completed:
+            session.execute(insert(TreeNodeRow.__table__), [  # type: ignore[attr-defined]
+                {"level": level, "index": index, "hash": h.hex()} for level, index, h in completed
+            ])
+        return AuditEntry(seq=seq, id=entry_id, ts=ts, tenant=tenant, kind=kind, payload=json.loads(payload_text),
+                          prev_hash=prev_hash, hash=digest)
 
     def get(self, session: Session, entry_id: str, *, tenant: str | None = None) -> AuditEntry | None:
         query = select(AuditRow).where(AuditRow.id == entry_id)

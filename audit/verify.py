@@ -9,7 +9,6 @@ or cut short, cannot match a signed checkpoint it did not produce.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from audit.chain import GENESIS_HASH, LEAF_PREFIX, canonical_json, entry_hash
+from audit.chain import GENESIS_HASH, canonical_json, entry_hash, entry_hash_from_text
 from audit.checkpoint import Checkpoint, CheckpointError, parse_checkpoint, verify_checkpoint
 from audit.merkle import node_hash
 
@@ -33,17 +32,6 @@ class VerifyReport:
     root: str | None = None
     checkpoints_verified: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
-
-
-def _js(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _fast_hash(seq: int, id_: str, ts: str, tenant: str, kind: str, payload: str, prev: str) -> str:
-    """The entry hash from stored columns; equal to ``audit.chain.entry_hash`` for a canonical stored payload."""
-    envelope = (f'{{"id":{_js(id_)},"kind":{_js(kind)},"payload":{payload},"prev_hash":{_js(prev)},'
-                f'"seq":{seq},"tenant":{_js(tenant)},"ts":{_js(ts)}}}')
-    return hashlib.sha256(LEAF_PREFIX + envelope.encode()).hexdigest()
 
 
 def _slow_reason(seq: int, id_: str, ts: str, tenant: str, kind: str, payload: str, prev: str, stored: str
@@ -135,7 +123,8 @@ def verify_log(
             return bad(f"sequence gap: expected {expected_seq}, found {seq}")
         if prev != prev_hash:
             return bad(f"prev_hash does not match entry {seq - 1}")
-        if _fast_hash(seq, id_, ts, tenant, kind, payload, prev) != stored:
+        if entry_hash_from_text(seq=seq, id=id_, ts=ts, tenant=tenant, kind=kind, payload_text=payload,
+                                prev_hash=prev) != stored:
             reason = _slow_reason(seq, id_, ts, tenant, kind, payload, prev, stored)
             if reason is not None:
                 return bad(reason)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from audit.chain import GENESIS_HASH, canonical_json, entry_hash
+from audit.chain import GENESIS_HASH, canonical_json, entry_hash, entry_hash_from_text
 
 
 @pytest.mark.parametrize(
@@ -48,3 +48,19 @@ def test_every_field_is_covered_by_the_hash(field: str) -> None:
     changed = dict(fields)
     changed[field] = {"a": 2} if field == "payload" else (2 if field == "seq" else "other")
     assert entry_hash(**fields) != entry_hash(**changed)
+
+
+@pytest.mark.parametrize(
+    ("tenant", "kind", "payload"),
+    [
+        ("demo", "generation.decided", {"b": [1, 2.5, None, True], "a": {"z": "x", "é": "ü\u2028"}}),
+        ("t-1_2", "k", {}),
+        ("tenant with \"quotes\" and \\ slashes", "k\n", {"n": 1e21, "m": -0.0, "s": "\u0007"}),
+        ("t\u00e9nant", "k", {"x": 1}),  # not ASCII: the full encoder is used
+    ],
+)
+def test_fast_envelope_hash_equals_the_full_canonical_hash(tenant: str, kind: str, payload: dict) -> None:
+    text = canonical_json(payload).decode()
+    fields = {"seq": 42, "id": "ae_x", "ts": "2026-11-25T00:00:00.000000+00:00", "tenant": tenant, "kind": kind,
+              "prev_hash": "0" * 64}
+    assert entry_hash_from_text(payload_text=text, **fields) == entry_hash(payload=payload, **fields)
