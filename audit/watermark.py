@@ -101,9 +101,9 @@ def embed(image: Image.Image, mark_id: bytes) -> Image.Image:
     luma, rebuild = _split(image)
     bits = np.unpackbits(np.frombuffer(_encode_payload(mark_id), dtype=np.uint8))
     h4, w4 = (luma.shape[0] // 4) * 4, (luma.shape[1] // 4) * 4
-    pywt, embedder = _backend()
+    pywt = _pywt()
     band, details = pywt.dwt2(luma[:h4, :w4], "haar")
-    embedder(watermarks=[int(b) for b in bits], wmLen=PAYLOAD_BITS, block=BLOCK).encode_frame(band, SCALE)
+    embed_band(band, bits)
     marked_luma = luma.copy()
     marked_luma[:h4, :w4] = pywt.idwt2((band, details), "haar")
     marked = rebuild(marked_luma)
@@ -147,11 +147,8 @@ def decode(image: Image.Image, original_sizes: Iterable[tuple[int, int]] = ()) -
 
 def _read(luma: np.ndarray, size: tuple[int, int]) -> DecodeResult:
     h4, w4 = (luma.shape[0] // 4) * 4, (luma.shape[1] // 4) * 4
-    pywt, embedder = _backend()
-    band, _ = pywt.dwt2(luma[:h4, :w4], "haar")
-    scores: list[list[int]] = [[] for _ in range(PAYLOAD_BITS)]
-    scores = embedder(watermarks=[], wmLen=PAYLOAD_BITS, block=BLOCK).decode_frame(band, SCALE, scores)
-    votes = np.array([np.mean(s) for s in scores])
+    band, _ = _pywt().dwt2(luma[:h4, :w4], "haar")
+    votes = read_band(band)
     word = bytes(a ^ b for a, b in zip(np.packbits(votes > 0.5).tobytes(), _MASK, strict=True))
     confidence = float(np.mean(np.abs(2 * votes - 1)))
     try:
@@ -238,9 +235,59 @@ def _quantise(value: float, bit: int, scale: float) -> float:
     return float(min(candidates, key=lambda c: abs(c - value)))
 
 
+# The orthonormal 4x4 DCT-II matrix: cv2.dct(block) == _DCT @ block @ _DCT.T (to 1e-13).
+_DCT = np.array([[(np.sqrt(1 / BLOCK) if k == 0 else np.sqrt(2 / BLOCK)) * np.cos(np.pi * (2 * i + 1) * k / (2 * BLOCK))
+                  for i in range(BLOCK)] for k in range(BLOCK)])
+
+
+def _block_view(band: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """The band's whole 4x4 blocks as (n, 4, 4), in the package's raster order (row by row)."""
+    rows, cols = band.shape[0] // BLOCK, band.shape[1] // BLOCK
+    blocks = band[: rows * BLOCK, : cols * BLOCK].reshape(rows, BLOCK, cols, BLOCK).transpose(0, 2, 1, 3)
+    return blocks.reshape(-1, BLOCK, BLOCK), rows, cols
+
+
+def embed_band(band: np.ndarray, bits: np.ndarray) -> None:
+    """``EmbedDwtDctSvd.encode_frame`` with ``_quantise``, on every block at once (in place).
+
+    The same maths as the package's per-block loop (block DCT, SVD, the largest singular value moved to the QIM
+    lattice, back), batched with numpy: about 10x faster at 1024 px, where the loop made the watermark the slowest
+    stage of the flow. ``tests/audit/test_watermark.py`` checks it against the package's embedder.
+    """
+    blocks, rows, cols = _block_view(band)
+    u, s, vt = np.linalg.svd(_DCT @ blocks @ _DCT.T)
+    wanted = np.resize(np.asarray(bits, dtype=np.float64), len(blocks))
+    offset = (0.25 + 0.5 * wanted) * SCALE
+    below = np.floor((s[:, 0] - offset) / SCALE) * SCALE + offset
+    above = below + SCALE
+    below_ok, above_ok = (below >= 0) & (below <= _MAX_VALUE), (above >= 0) & (above <= _MAX_VALUE)
+    nearer_above = np.abs(above - s[:, 0]) < np.abs(below - s[:, 0])  # ties go below, as min() does
+    s[:, 0] = np.where(above_ok & (nearer_above | ~below_ok), above, below)
+    marked = _DCT.T @ (u @ (s[:, :, None] * vt)) @ _DCT
+    band[: rows * BLOCK, : cols * BLOCK] = marked.reshape(rows, cols, BLOCK, BLOCK).transpose(0, 2, 1, 3).reshape(
+        rows * BLOCK, cols * BLOCK)
+
+
+def read_band(band: np.ndarray) -> np.ndarray:
+    """Per payload bit, the share of blocks voting 1 (``EmbedDwtDctSvd.decode_frame``, batched)."""
+    blocks, _, _ = _block_view(band)
+    s0 = np.linalg.svd(_DCT @ blocks @ _DCT.T, compute_uv=False)[:, 0]
+    ones = (np.mod(s0, SCALE) > SCALE * 0.5).astype(np.float64)
+    slots = np.arange(len(blocks)) % PAYLOAD_BITS
+    return np.bincount(slots, weights=ones, minlength=PAYLOAD_BITS) / np.bincount(slots, minlength=PAYLOAD_BITS)
+
+
+@lru_cache(maxsize=1)
+def _pywt() -> Any:
+    import pywt
+
+    return pywt
+
+
 @lru_cache(maxsize=1)
 def _backend() -> tuple[Any, Any]:
-    """PyWavelets and the block embedder, imported on first use: ``imwatermark`` imports torch and cv2."""
+    """PyWavelets and the package's block embedder (the reference ``embed_band`` and ``read_band`` are tested
+    against), imported on first use: ``imwatermark`` imports torch and cv2."""
     import cv2
     import pywt
     from imwatermark.dwtDctSvd import EmbedDwtDctSvd

@@ -29,7 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 BODIES = {
     "template": {"template": "spring-sale", "fields": {"headline": "Spring sale", "subline": "Up to 30% off",
                                                        "cta": "Shop now"}},
-    "prompt": {"prompt": "a red bicycle leaning on a wall", "size": "64x64"},
+    "prompt": {"prompt": "a red bicycle leaning on a wall", "size": "128x128"},
 }
 
 
