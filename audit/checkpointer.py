@@ -9,8 +9,6 @@ any of them.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -20,23 +18,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from audit.background import Periodic, write_atomically
 from audit.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
 from audit.sql_store import CheckpointRow, SqlAuditStore
 
 log = logging.getLogger(__name__)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Checkpointer:
@@ -50,9 +36,8 @@ class Checkpointer:
         self.every_n = every_n
         self.every_s = every_s
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._last_time = time.monotonic()
+        self._periodic = Periodic("audit-checkpointer", min(1.0, every_s), self._tick)
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
 
@@ -74,8 +59,8 @@ class Checkpointer:
             except IntegrityError:  # another process checkpointed the same size first: same tree, same root
                 log.info("checkpoint at size %d already stored", size)
             if self.directory is not None:
-                write_atomically(self.directory / f"checkpoint-{size}.note", checkpoint.note)
-                write_atomically(self.directory / "latest.note", checkpoint.note)
+                write_atomically(self.directory / f"checkpoint-{size}.note", checkpoint.note.encode())
+                write_atomically(self.directory / "latest.note", checkpoint.note.encode())
             self._last_time = time.monotonic()
             return checkpoint
 
@@ -86,25 +71,15 @@ class Checkpointer:
         last = latest.size if latest else 0
         return size > last and (size - last >= self.every_n or time.monotonic() - self._last_time >= self.every_s)
 
-    def _run(self) -> None:
-        interval = min(1.0, self.every_s)
-        while not self._stop.wait(interval):
-            try:
-                if self._due():
-                    self.checkpoint_now()
-            except Exception:  # noqa: BLE001 - a failed checkpoint is retried on the next tick, and logged
-                log.exception("checkpoint failed")
+    def _tick(self) -> None:
+        if self._due():
+            self.checkpoint_now()
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="audit-checkpointer", daemon=True)
-            self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._periodic.stop()
 
 
 def _from_row(row: CheckpointRow) -> Checkpoint:

@@ -155,3 +155,39 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
         raise ProofError(f"the consistency proof does not lead to the old root (size {old_size})")
     if sr != new_root:
         raise ProofError(f"the consistency proof does not lead to the new root (size {new_size})")
+
+
+class Frontier:
+    """The right edge of a growing tree: its perfect subtrees, largest first (a "compact range").
+
+    Appending a leaf merges equal-sized subtrees exactly as RFC 9162's tree shape requires, and reports each
+    perfect subtree it completes; ``root`` folds the edge into MTH of the tree so far. O(log n) memory.
+    """
+
+    def __init__(self, size: int = 0, edge: list[tuple[int, bytes]] | None = None) -> None:
+        self.size = size
+        self.edge: list[tuple[int, bytes]] = list(edge or [])  # (level, hash)
+
+    def copy(self) -> Frontier:
+        return Frontier(self.size, self.edge)
+
+    def push(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
+        """Add a leaf; returns the (level, index, hash) of every perfect subtree it completes (one on average)."""
+        completed = []
+        level, current, index = 0, leaf, self.size
+        while self.edge and self.edge[-1][0] == level:
+            _, left = self.edge.pop()
+            current = node_hash(left, current)
+            level, index = level + 1, index // 2
+            completed.append((level, index, current))
+        self.edge.append((level, current))
+        self.size += 1
+        return completed
+
+    def root(self) -> bytes:
+        if not self.edge:
+            return EMPTY_ROOT
+        root = self.edge[-1][1]
+        for _, left in reversed(self.edge[:-1]):
+            root = node_hash(left, root)
+        return root

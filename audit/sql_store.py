@@ -27,7 +27,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from audit.base import AuditEntry
 from audit.chain import GENESIS_HASH, canonical_json, entry_hash_from_text
-from audit.merkle import ProofError, consistency_path, inclusion_path, node_hash, split_point
+from audit.merkle import Frontier, ProofError, consistency_path, inclusion_path, node_hash, split_point
 from audit.verify import VerifyReport, verify_log
 
 AUDIT_TABLES = ("audit_entries", "audit_tree_nodes", "audit_checkpoints")
@@ -132,28 +132,32 @@ _CACHE = "audit_tip"
 
 
 class _Tip:
-    """The end of the log as this transaction sees it: size, last hash, and the right edge of the Merkle tree.
+    """The end of the log as this transaction sees it: size, last hash, and the Merkle frontier.
 
     Loaded once per transaction (O(log n) reads) while the append lock is held, then advanced in memory, so an
     append costs two inserts and no reads. Dropped at transaction end and on any rollback.
     """
 
-    def __init__(self, size: int, last_hash: str, frontier: list[tuple[int, bytes]]) -> None:
-        self.size, self.last_hash, self.frontier = size, last_hash, frontier
+    def __init__(self, last_hash: str, frontier: Frontier) -> None:
+        self.last_hash, self.frontier = last_hash, frontier
+
+    @property
+    def size(self) -> int:
+        return self.frontier.size
 
     def copy(self) -> _Tip:
-        return _Tip(self.size, self.last_hash, list(self.frontier))
+        return _Tip(self.last_hash, self.frontier.copy())
 
     @classmethod
     def load(cls, session: Session, known: _Tip | None) -> _Tip:
         """The tip, read from the database; the frontier reused from ``known`` when the log has not moved since."""
         last = session.exec(select(AuditRow.seq, AuditRow.hash).order_by(col(AuditRow.seq).desc()).limit(1)).first()
         if last is None:
-            return cls(0, GENESIS_HASH, [])
+            return cls(GENESIS_HASH, Frontier())
         size, last_hash = int(last[0]), str(last[1])
         if known is not None and (known.size, known.last_hash) == (size, last_hash):
             return known.copy()
-        frontier: list[tuple[int, bytes]] = []
+        edge: list[tuple[int, bytes]] = []
         start = 0
         for level in range(size.bit_length() - 1, -1, -1):  # the perfect subtrees of the tree of `size` leaves
             if not size >> level & 1:
@@ -167,23 +171,13 @@ class _Tip:
                     raise RuntimeError(f"audit tree node ({level}, {start >> level}) is missing; run `mediagate "
                                        "audit verify`")
                 digest = bytes.fromhex(stored)
-            frontier.append((level, digest))
+            edge.append((level, digest))
             start += 1 << level
-        return cls(size, last_hash, frontier)
+        return cls(last_hash, Frontier(size, edge))
 
     def push(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
-        """Append a leaf; the (level, index, hash) of every perfect subtree it completes (one on average)."""
-        completed = []
-        level, current, index = 0, leaf, self.size
-        while self.frontier and self.frontier[-1][0] == level:
-            _, left = self.frontier.pop()
-            current = node_hash(left, current)
-            level, index = level + 1, index // 2
-            completed.append((level, index, current))
-        self.frontier.append((level, current))
-        self.size += 1
         self.last_hash = leaf.hex()
-        return completed
+        return self.frontier.push(leaf)
 
 
 class SqlAuditStore:

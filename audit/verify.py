@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from audit.chain import GENESIS_HASH, canonical_json, entry_hash, entry_hash_from_text
 from audit.checkpoint import Checkpoint, CheckpointError, parse_checkpoint, verify_checkpoint
-from audit.merkle import node_hash
+from audit.merkle import Frontier
 
 
 @dataclass(frozen=True)
@@ -47,33 +47,6 @@ def _slow_reason(seq: int, id_: str, ts: str, tenant: str, kind: str, payload: s
     if canonical != payload:
         return "payload is not stored in canonical form"
     return None
-
-
-class _Frontier:
-    """The right edge of the tree built so far: the perfect subtrees, largest first (RFC 9162 tree shape)."""
-
-    def __init__(self) -> None:
-        self.stack: list[tuple[int, bytes]] = []  # (level, hash)
-        self.size = 0
-
-    def push(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
-        """Add a leaf; returns the (level, index, hash) of every perfect subtree it completes."""
-        completed = []
-        level, current, index = 0, leaf, self.size
-        while self.stack and self.stack[-1][0] == level:
-            _, left = self.stack.pop()
-            current = node_hash(left, current)
-            level, index = level + 1, index // 2
-            completed.append((level, index, current))
-        self.stack.append((level, current))
-        self.size += 1
-        return completed
-
-    def root(self) -> bytes:
-        root = self.stack[-1][1]
-        for _, left in reversed(self.stack[:-1]):
-            root = node_hash(left, root)
-        return root
 
 
 def verify_log(
@@ -108,7 +81,7 @@ def verify_log(
 
     nodes = _stored_nodes(conn, batch)
     pending_node = next(nodes, None)
-    frontier = _Frontier()
+    frontier = Frontier()
     prev_hash, expected_seq = GENESIS_HASH, 1
     rows = conn.execution_options(yield_per=batch).execute(text(
         "SELECT seq, id, ts, tenant, kind, payload, prev_hash, hash FROM audit_entries ORDER BY seq"

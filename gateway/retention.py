@@ -10,7 +10,6 @@ run, which sweeps expired assets whose bytes are still there.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +17,7 @@ from typing import Any, Protocol
 
 from sqlmodel import Session, col, select
 
+from audit.background import Periodic
 from audit.base import AuditStore
 from audit.group_commit import GroupCommitter
 from gateway.assets import LocalAssetStore
@@ -51,9 +51,7 @@ class RetentionJob:
     def __init__(self, *, db: Any, committer: GroupCommitter, audit: AuditStore, policy: PolicyLookup,
                  assets: LocalAssetStore, interval_s: float = 0.0) -> None:
         self.db, self.committer, self.audit, self.policy, self.assets = db, committer, audit, policy, assets
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic("retention", interval_s, self._tick)
 
     def run_once(self, *, now: datetime | None = None, dry_run: bool = False) -> list[Expired]:
         now = now or datetime.now(UTC)
@@ -112,22 +110,13 @@ class RetentionJob:
                 log.exception("could not delete expired asset bytes %s; the next run retries", digest)
         return deleted
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                for result in self.run_once():
-                    log.info("expired %d assets of tenant %s (entry %s)", len(result.asset_ids), result.tenant,
-                             result.audit_entry)
-            except Exception:  # noqa: BLE001 - retried on the next interval, and logged
-                log.exception("retention run failed")
+    def _tick(self) -> None:
+        for result in self.run_once():
+            log.info("expired %d assets of tenant %s (entry %s)", len(result.asset_ids), result.tenant,
+                     result.audit_entry)
 
     def start(self) -> None:
-        if self.interval_s > 0 and self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
-            self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._periodic.stop()

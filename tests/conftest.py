@@ -46,6 +46,30 @@ def shared_matcher() -> Any:
     return build_matcher(Settings())
 
 
+@pytest.fixture
+def make_policy_dir(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: a copy of the repo bundle, edited as a trust team would: tenant overrides in data and/or ``edit``."""
+    import json
+    import shutil
+
+    from gateway.settings import REPO_POLICIES
+
+    def make(*, tenants: dict[str, Any] | None = None, edit: Callable[[Path], Any] | None = None,
+             name: str = "policies") -> Path:
+        root = tmp_path / name
+        shutil.copytree(REPO_POLICIES, root)
+        if tenants:
+            data_path = root / "mediagate/config/data.json"
+            data = json.loads(data_path.read_text())
+            data["tenants"].update(tenants)
+            data_path.write_text(json.dumps(data))
+        if edit is not None:
+            edit(root)
+        return root
+
+    return make
+
+
 @dataclass
 class Gateway:
     client: TestClient

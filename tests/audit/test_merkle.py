@@ -99,3 +99,18 @@ def test_impossible_inclusion_requests(index: int, size: int) -> None:
 def test_impossible_consistency_requests(old: int, new: int) -> None:
     with pytest.raises(ProofError):
         consistency_path(old, new, source([]))
+
+
+def test_frontier_matches_the_recursive_definition_and_reports_every_subtree() -> None:
+    from audit.merkle import Frontier
+
+    leaves = [leaf_hash(str(i).encode()) for i in range(70)]
+    frontier, completed = Frontier(), []
+    for i, leaf in enumerate(leaves):
+        completed += frontier.push(leaf)
+        assert frontier.root() == root_from_leaves(leaves[: i + 1])
+    expected = {(lv, idx) for lv in range(1, 7) for idx in range(70 >> lv)}
+    assert {(lv, idx) for lv, idx, _ in completed} == expected
+    for lv, idx, digest in completed:
+        assert digest == root_from_leaves(leaves[idx << lv:(idx + 1) << lv])
+    assert Frontier().root() == EMPTY_ROOT

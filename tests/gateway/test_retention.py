@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,21 +11,14 @@ from sqlmodel import Session, select
 
 from gateway.cli import main
 from gateway.models import Asset
-from gateway.settings import REPO_POLICIES
 
 BANNER = {"template": "product-square", "fields": {"headline": "Boots", "cta": "Buy"}}
 
 
 @pytest.fixture
-def gateway(make_gateway: Any, tmp_path: Path) -> Any:
+def gateway(make_gateway: Any, make_policy_dir: Any) -> Any:
     """Tenant "short" keeps asset bytes 30 days (as a trust team would set it in data); "demo" keeps them."""
-    root = tmp_path / "policies"
-    shutil.copytree(REPO_POLICIES, root)
-    data_path = root / "mediagate/config/data.json"
-    data = json.loads(data_path.read_text())
-    data["tenants"]["short"] = {"retention_days": 30}
-    data_path.write_text(json.dumps(data))
-    return make_gateway(policy_dir=root, retention_interval_s=0)
+    return make_gateway(policy_dir=make_policy_dir(tenants={"short": {"retention_days": 30}}), retention_interval_s=0)
 
 
 def test_expired_bytes_go_after_their_audit_entry_and_the_log_stays(gateway: Any) -> None:

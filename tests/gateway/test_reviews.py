@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from audit.c2pa_manifest import read_manifest
-from gateway.settings import REPO_POLICIES
 
 
 @pytest.fixture
-def review_gateway(make_gateway: Any, tmp_path: Path) -> Any:
+def review_gateway(make_gateway: Any, make_policy_dir: Any) -> Any:
     """A gateway whose bundle forces review for tenant ``careful`` (edited as a trust team would, in data)."""
-    root = tmp_path / "policies"
-    shutil.copytree(REPO_POLICIES, root)
-    data_path = root / "mediagate/config/data.json"
-    data = json.loads(data_path.read_text())
-    data["tenants"]["careful"] = {"force_review": True}
-    data_path.write_text(json.dumps(data))
-    return make_gateway(policy_dir=root)
+    return make_gateway(policy_dir=make_policy_dir(tenants={"careful": {"force_review": True}}))
 
 
 def held_generation(gw: Any, app: dict[str, str]) -> dict[str, Any]:
