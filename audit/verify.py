@@ -87,28 +87,27 @@ def verify_log(
         "SELECT seq, id, ts, tenant, kind, payload, prev_hash, hash FROM audit_entries ORDER BY seq"
     ))
     for seq, id_, ts, tenant, kind, payload, prev, stored in rows:
-        checked = expected_seq - 1
-
-        def bad(reason: str, seq: int = seq, id_: str = id_, checked: int = checked) -> VerifyReport:
-            return VerifyReport(False, checked, seq, id_, reason)
-
+        reason = None
         if seq != expected_seq:
-            return bad(f"sequence gap: expected {expected_seq}, found {seq}")
-        if prev != prev_hash:
-            return bad(f"prev_hash does not match entry {seq - 1}")
-        if entry_hash_from_text(seq=seq, id=id_, ts=ts, tenant=tenant, kind=kind, payload_text=payload,
-                                prev_hash=prev) != stored:
+            reason = f"sequence gap: expected {expected_seq}, found {seq}"
+        elif prev != prev_hash:
+            reason = f"prev_hash does not match entry {seq - 1}"
+        elif entry_hash_from_text(seq=seq, id=id_, ts=ts, tenant=tenant, kind=kind, payload_text=payload,
+                                  prev_hash=prev) != stored:
             reason = _slow_reason(seq, id_, ts, tenant, kind, payload, prev, stored)
-            if reason is not None:
-                return bad(reason)
-        for level, index, digest in frontier.push(bytes.fromhex(stored)):
-            if pending_node is None or (pending_node[0], pending_node[1]) != (level, index):
-                return bad(f"Merkle subtree ({level}, {index}) completed by this entry is missing")
-            if pending_node[2] != digest.hex():
-                return bad(f"Merkle subtree ({level}, {index}) completed by this entry was altered")
-            pending_node = next(nodes, None)
-        if seq in expected and expected[seq][1] != frontier.root():
-            return bad(f"the {expected[seq][0]} commits to another root at size {seq}: the log was rewritten")
+        if reason is None:
+            for level, index, digest in frontier.push(bytes.fromhex(stored)):
+                if pending_node is None or (pending_node[0], pending_node[1]) != (level, index):
+                    reason = f"Merkle subtree ({level}, {index}) completed by this entry is missing"
+                elif pending_node[2] != digest.hex():
+                    reason = f"Merkle subtree ({level}, {index}) completed by this entry was altered"
+                if reason:
+                    break
+                pending_node = next(nodes, None)
+        if reason is None and seq in expected and expected[seq][1] != frontier.root():
+            reason = f"the {expected[seq][0]} commits to another root at size {seq}: the log was rewritten"
+        if reason is not None:
+            return VerifyReport(False, expected_seq - 1, seq, id_, reason)
         prev_hash, expected_seq = stored, seq + 1
     size = expected_seq - 1
     if pending_node is not None:
