@@ -280,12 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
         "Configuration comes from MEDIAGATE_* environment variables (MEDIAGATE_HOME defaults to ./var).")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the HTTP gateway (creates the demo model on first start)")
+    serve = sub.add_parser("serve", help="run the HTTP gateway (creates the demo model and development signing keys "
+                           "on first start)")
     serve.add_argument("--host", help="bind address (default MEDIAGATE_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default MEDIAGATE_PORT or 8080)")
     serve.set_defaults(func=cmd_serve)
 
-    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
+    keys = sub.add_parser("keys", help="API keys, and the signing keys for checkpoints and C2PA").add_subparsers(
+        dest="keys_command", required=True)
     create = keys.add_parser("create", help="create a key; the key itself is the last line of stdout, shown once")
     create.add_argument("--tenant", required=True)
     create.add_argument("--role", required=True, choices=["app", "reviewer", "policy-admin", "auditor"])
