@@ -28,8 +28,8 @@ from gateway.metrics import Metrics
 from gateway.models import PolicyEvent
 from gateway.policy.base import EngineClosed, PolicyDecision, PolicyEngine, PolicyEngineError, parse_decision
 from gateway.policy.bundle import Bundle, BundleError, load_bundle, load_bundle_archive
+from gateway.policy.gate import GateResult, gate
 from gateway.policy.shadow import Shadow
-from gateway.policy.testing import TestRun, check_bundle, run_bundle_tests
 
 log = logging.getLogger(__name__)
 
@@ -53,38 +53,6 @@ class Active:
     catalogue: Mapping[str, tuple[str, ...]]  # banned-concept examples the prompt features are computed for
     event_id: str
     source: str
-
-
-@dataclass(frozen=True)
-class GateResult:
-    bundle: Bundle | None
-    problems: tuple[str, ...]
-    tests: TestRun | None
-
-    @property
-    def ok(self) -> bool:
-        return self.bundle is not None and not self.problems and self.tests is not None and self.tests.ok
-
-    def detail(self) -> dict[str, Any]:
-        return {"problems": list(self.problems), "tests": self.tests.summary() if self.tests else None}
-
-
-def gate(load: Callable[[], Bundle]) -> GateResult:
-    """Load, check and test a candidate. Never raises for a bad bundle: the result says what is wrong."""
-    try:
-        bundle = load()
-    except BundleError as exc:
-        return GateResult(None, (str(exc),), None)
-    problems = check_bundle(bundle)
-    if problems:
-        return GateResult(bundle, tuple(problems), None)
-    try:
-        tests = run_bundle_tests(bundle)
-    except PolicyEngineError as exc:
-        return GateResult(bundle, (str(exc),), None)
-    if not tests.results:
-        return GateResult(bundle, ("the bundle has no test_* rules; an untested bundle is not activated",), tests)
-    return GateResult(bundle, (), tests)
 
 
 def new_id(prefix: str) -> str:
