@@ -64,6 +64,15 @@ class Checkpointer:
             self._last_time = time.monotonic()
             return checkpoint
 
+    def covering(self, size: int) -> Checkpoint | None:
+        """The latest stored checkpoint if it covers ``size`` entries; otherwise a new one (signed now). Proofs use
+        this, so that serving them does not sign a checkpoint per request while the stored ones still cover them."""
+        with Session(self.engine) as session:
+            latest = SqlAuditStore.latest_checkpoint(session)
+        if latest is not None and latest.size >= size:
+            return _from_row(latest)
+        return self.checkpoint_now()
+
     def _due(self) -> bool:
         with Session(self.engine) as session:
             size = SqlAuditStore.size(session)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import text
@@ -31,7 +31,6 @@ class VerifyReport:
     reason: str | None = None
     root: str | None = None
     checkpoints_verified: int = 0
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
 
 def _slow_reason(seq: int, id_: str, ts: str, tenant: str, kind: str, payload: str, prev: str, stored: str

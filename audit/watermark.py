@@ -10,9 +10,10 @@ IEEE Trans. Inf. Theory 47(4)): one Haar DWT level; the LL band in 4x4 blocks (8
 block's largest singular value quantised to a lattice of step ``SCALE``, the lattice offset carrying one bit. The
 payload repeats over all blocks in raster order and is read back by majority vote.
 
-We use the package's block loops (``EmbedDwtDctSvd.encode_frame`` / ``decode_frame``) but not its image-level
-wrapper, which swaps the horizontal and vertical detail bands when it inverts the DWT (25-33 dB PSNR on textured
-images, most of it not the mark), truncates instead of rounding back to 8 bits and refuses images under 256x256
+We run the package's block coder (``EmbedDwtDctSvd.encode_frame`` / ``decode_frame``) batched over all blocks
+with numpy (``embed_band`` / ``read_band``, tested equal to the package's loops, about 10x faster), but not its
+image-level wrapper, which swaps the horizontal and vertical detail bands when it inverts the DWT (25-33 dB PSNR on
+textured images, most of it not the mark), truncates instead of rounding back to 8 bits and refuses images under 256x256
 pixels; and we move each value to the nearest reachable lattice point (``_quantise``), which gains about 2 dB PSNR
 over the package's rule and lets white and saturated areas carry the mark. We mark luma only (chroma marks did not
 survive 4:2:0 JPEG at quality 75 in our measurements). Not used: ``dwtDct`` (0.58-0.86 bit accuracy with no attack

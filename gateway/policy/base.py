@@ -47,6 +47,10 @@ class PolicyDecision:
         }
 
 
+# The entrypoints the gateway evaluates, by stage; a bundle without them cannot serve.
+ENTRYPOINTS = {"pre": "data.mediagate.pre.decision", "release": "data.mediagate.release.decision"}
+
+
 def parse_decision(stage: str, raw: Any) -> tuple[str, tuple[Reason, ...], dict[str, Any]]:
     """Read an entrypoint's value: ``(result, reasons, obligations)``. Raises ``ValueError`` on any other shape.
 

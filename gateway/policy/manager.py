@@ -26,14 +26,20 @@ from gateway.commit import commit
 from gateway.errors import DependencyUnavailable, GatewayError, NotFound
 from gateway.metrics import Metrics
 from gateway.models import PolicyEvent
-from gateway.policy.base import EngineClosed, PolicyDecision, PolicyEngine, PolicyEngineError, parse_decision
+from gateway.policy.base import (
+    ENTRYPOINTS,
+    EngineClosed,
+    PolicyDecision,
+    PolicyEngine,
+    PolicyEngineError,
+    parse_decision,
+)
 from gateway.policy.bundle import Bundle, BundleError, load_bundle, load_bundle_archive
 from gateway.policy.gate import GateResult, gate
 from gateway.policy.shadow import Shadow
 
 log = logging.getLogger(__name__)
 
-ENTRYPOINTS = {"pre": "data.mediagate.pre.decision", "release": "data.mediagate.release.decision"}
 CATALOGUE = "data.mediagate.pre.concept_catalogue"
 SYSTEM = "_system"  # tenant of audit entries for changes no API key made (directory edits, start-up)
 

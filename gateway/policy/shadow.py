@@ -24,12 +24,10 @@ from sqlmodel import Session, col, select
 
 from gateway.metrics import Metrics
 from gateway.models import ShadowDisagreement, utcnow
-from gateway.policy.base import PolicyDecision, PolicyEngine, parse_decision
+from gateway.policy.base import ENTRYPOINTS, PolicyDecision, PolicyEngine, parse_decision
 from gateway.policy.bundle import Bundle
 
 log = logging.getLogger(__name__)
-
-ENTRYPOINTS = {"pre": "data.mediagate.pre.decision", "release": "data.mediagate.release.decision"}
 
 
 @dataclass

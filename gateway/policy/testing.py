@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import regorus
 
-from gateway.policy.base import PolicyEngineError
+from gateway.policy.base import ENTRYPOINTS, PolicyEngineError
 from gateway.policy.bundle import Bundle
 from gateway.policy.docs import lint
 from gateway.policy.embedded import compile_bundle
@@ -20,8 +20,7 @@ _TEST_RULE = re.compile(r"^(test_\w+)\b", re.MULTILINE)
 _LOCATION = re.compile(r"-->\s*(?P<file>[^\s:]+):(?P<line>\d+):(?P<col>\d+)")
 _MESSAGE = re.compile(r"^error:\s*(?P<msg>.+)$", re.MULTILINE)
 
-# The entrypoints the gateway evaluates; a bundle without them cannot serve and is refused.
-REQUIRED_ENTRYPOINTS = ("mediagate.pre.decision", "mediagate.release.decision")
+REQUIRED_ENTRYPOINTS = tuple(path.removeprefix("data.") for path in ENTRYPOINTS.values())
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,9 @@ def entry(entry_id: str, principal: PrincipalDep, rt: RuntimeDep) -> dict[str, A
     return entry_body(found)
 
 
-def _checkpoint(rt: Any) -> Checkpoint:
-    checkpoint = rt.checkpointer.checkpoint_now()
+def _checkpoint(rt: Any, covering: int | None = None) -> Checkpoint:
+    """The checkpoint to answer with: signed now (``covering`` None), or the latest covering that many entries."""
+    checkpoint = rt.checkpointer.checkpoint_now() if covering is None else rt.checkpointer.covering(covering)
     if checkpoint is None:
         raise NotFound("the audit log is empty; there is nothing to checkpoint yet")
     return checkpoint
@@ -68,12 +69,12 @@ def proof(
 ) -> dict[str, Any]:
     """Inclusion proof of one of the tenant's entries in the tree of ``tree_size`` leaves (RFC 9162)."""
     principal.require("app", "auditor")
-    latest = _checkpoint(rt)
-    size = tree_size or latest.size
     with Session(rt.db) as session:
         found = rt.audit.get(session, entry_id, tenant=principal.tenant)
-        if found is None:
-            raise NotFound(f"no audit entry {entry_id!r} for this tenant")
+    if found is None:
+        raise NotFound(f"no audit entry {entry_id!r} for this tenant")
+    size = tree_size or _checkpoint(rt, covering=found.seq).size
+    with Session(rt.db) as session:
         current = rt.audit.size(session)
         if not found.seq <= size <= current:
             raise InvalidInput("tree_size", "tree_size_range",
@@ -93,8 +94,7 @@ def consistency(
 ) -> dict[str, Any]:
     """Proof that the log of ``from`` entries is a prefix of the log of ``to`` entries (default: latest checkpoint)."""
     principal.require("app", "auditor", "policy-admin")
-    latest = _checkpoint(rt)
-    to = to or latest.size
+    to = to or _checkpoint(rt, covering=from_).size
     with Session(rt.db) as session:
         current = rt.audit.size(session)
         if not from_ <= to <= current:

@@ -114,7 +114,7 @@ def verify_image(rt: Runtime, principal: Principal | None, data: bytes) -> dict[
         assert entry is not None  # rows are only ever written with their entry
     if claims is not None and claims.audit_entry_id != entry.id:
         reasons.append("the C2PA manifest names another audit entry than the asset's release")
-    checkpoint = rt.checkpointer.checkpoint_now()
+    checkpoint = rt.checkpointer.covering(entry.seq)
     assert checkpoint is not None  # the log holds at least this entry
     with Session(rt.db) as session:
         proof = inclusion_document(entry, checkpoint.size, checkpoint.root,
