@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 from sqlmodel import Session
@@ -11,16 +13,24 @@ from sqlmodel import Session
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """One committed decision. ``hash`` chains it to the entry before (see ``audit.chain``)."""
+    """One committed decision. ``hash`` chains it to the entry before (see ``audit.chain``).
+
+    ``payload_text`` is the payload's canonical text, exactly what was hashed; ``payload`` parses it when asked.
+    """
 
     seq: int
     id: str
     ts: str
     tenant: str
     kind: str
-    payload: Mapping[str, Any]
+    payload_text: str
     prev_hash: str
     hash: str
+
+    @cached_property
+    def payload(self) -> Mapping[str, Any]:
+        parsed: Mapping[str, Any] = json.loads(self.payload_text)
+        return parsed
 
 
 class AuditStore(Protocol):

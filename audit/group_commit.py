@@ -19,9 +19,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import text
@@ -37,10 +34,25 @@ class CommitFailed(RuntimeError):
     """The batch's transaction did not commit: nothing in it was written."""
 
 
-@dataclass
 class _Job(Generic[T]):
-    write: Callable[[Session], T]
-    future: Future[T]
+    """One writer's request. The writer blocks on a bare lock that the committer releases: the cheapest hand-over
+    Python has (a ``concurrent.futures.Future`` costs a condition variable and its bookkeeping per write)."""
+
+    __slots__ = ("write", "_done", "value", "error")
+
+    def __init__(self, write: Callable[[Session], T]) -> None:
+        self.write = write
+        self._done = threading.Lock()
+        self._done.acquire()
+        self.value: T | None = None
+        self.error: BaseException | None = None
+
+    def finish(self, value: T | None, error: BaseException | None) -> None:
+        self.value, self.error = value, error
+        self._done.release()
+
+    def wait(self, timeout_s: float) -> bool:
+        return self._done.acquire(timeout=timeout_s)
 
 
 class GroupCommitter:
@@ -63,15 +75,16 @@ class GroupCommitter:
 
     def run(self, write: Callable[[Session], T]) -> T:
         """Run ``write`` in the next batch; return its value once the batch has committed."""
-        job: _Job[T] = _Job(write, Future())
+        job: _Job[T] = _Job(write)
         with self._lifecycle:
             if self._closed:
                 raise CommitFailed("the group committer is closed")
             self._queue.put(job)
-        try:
-            return job.future.result(timeout=self.timeout_s)
-        except FutureTimeout as exc:
-            raise CommitFailed(f"no commit within {self.timeout_s} s") from exc
+        if not job.wait(self.timeout_s):
+            raise CommitFailed(f"no commit within {self.timeout_s} s")
+        if job.error is not None:
+            raise job.error
+        return job.value  # type: ignore[return-value]  # set with no error: the writer's own value
 
     def _loop(self) -> None:
         while (first := self._queue.get()) is not None:
@@ -107,17 +120,13 @@ class GroupCommitter:
             failed = CommitFailed(f"the transaction did not commit: {type(exc).__name__}: {exc}")
             failed.__cause__ = exc
             for job in batch:
-                if not job.future.done():
-                    job.future.set_exception(failed)
+                job.finish(None, failed)
             return
         assert outcomes is not None
         if self.observe is not None:
             self.observe(len(batch), time.perf_counter() - start)
         for job, value, error in outcomes:
-            if error is not None:
-                job.future.set_exception(error)
-            else:
-                job.future.set_result(value)
+            job.finish(value, error)
 
     def _transaction(self, batch: list[_Job[Any]], *, isolate: bool
                      ) -> list[tuple[_Job[Any], Any, BaseException | None]] | None:

@@ -173,15 +173,22 @@ class Frontier:
 
     def push(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
         """Add a leaf; returns the (level, index, hash) of every perfect subtree it completes (one on average)."""
+        return self.push_subtree(0, leaf)
+
+    def push_subtree(self, level: int, digest: bytes) -> list[tuple[int, int, bytes]]:
+        """Add the perfect subtree of ``2**level`` leaves with hash ``digest`` (the tree's size must be a multiple
+        of ``2**level``); returns the (level, index, hash) of every larger subtree it completes."""
+        if self.size % (1 << level):
+            raise ValueError(f"a subtree of 2**{level} leaves cannot start at leaf {self.size}")
         completed = []
-        level, current, index = 0, leaf, self.size
+        current, index = digest, self.size >> level
+        self.size += 1 << level
         while self.edge and self.edge[-1][0] == level:
             _, left = self.edge.pop()
             current = node_hash(left, current)
             level, index = level + 1, index // 2
             completed.append((level, index, current))
         self.edge.append((level, current))
-        self.size += 1
         return completed
 
     def root(self) -> bytes:

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from audit.bulk_verify import CHUNK_LEVEL, bulk_verify
 from audit.chain import GENESIS_HASH, canonical_json, entry_hash, entry_hash_from_text
 from audit.checkpoint import Checkpoint, CheckpointError, parse_checkpoint, verify_checkpoint
 from audit.merkle import Frontier
@@ -50,9 +51,13 @@ def _slow_reason(seq: int, id_: str, ts: str, tenant: str, kind: str, payload: s
 
 def verify_log(
     conn: Connection, *, public_key: Ed25519PublicKey | None = None, external: Sequence[str] = (),
-    batch: int = 5000,
+    batch: int = 5000, workers: int | None = None, chunk_level: int = CHUNK_LEVEL,
 ) -> VerifyReport:
-    """Check everything; report the first bad entry (or subtree, or checkpoint) with a reason."""
+    """Check everything; report the first bad entry (or subtree, or checkpoint) with a reason.
+
+    ``audit.bulk_verify`` checks the log first (in ``workers`` processes on a SQLite file); only if it finds
+    something wrong does the exact pass below run, to name the first bad entry and the reason.
+    """
     expected: dict[int, tuple[str, bytes]] = {}  # size -> (where it came from, root)
     signed = 0
     stored_checkpoints = conn.execute(text("SELECT size, root_hash, note FROM audit_checkpoints ORDER BY size"))
@@ -77,6 +82,11 @@ def verify_log(
             return VerifyReport(False, 0, reason=f"checkpoint #{i + 1} given and the {previous[0]} commit to "
                                                  f"different roots at size {cp.size}: the log was rewritten")
         expected[cp.size] = (f"checkpoint #{i + 1} given", cp.root)
+
+    bulk = _bulk(conn, sorted(expected), workers, chunk_level)
+    if bulk is not None and all(bulk.roots[size] == root for size, (_, root) in expected.items()):
+        return VerifyReport(True, bulk.size, root=bulk.root.hex() if bulk.root else None,
+                            checkpoints_verified=signed)
 
     nodes = _stored_nodes(conn, batch)
     pending_node = next(nodes, None)
@@ -117,6 +127,30 @@ def verify_log(
                             f"the log has {size} entries but the {expected[max(beyond)][0]} commits to "
                             f"{max(beyond)}: entries were removed from the end")
     return VerifyReport(True, size, root=frontier.root().hex() if size else None, checkpoints_verified=signed)
+
+
+@dataclass(frozen=True)
+class _Bulk:
+    size: int
+    root: bytes | None
+    roots: dict[int, bytes]
+
+
+def _bulk(conn: Connection, sizes: Sequence[int], workers: int | None, chunk_level: int) -> _Bulk | None:
+    first, last = conn.execute(text("SELECT min(seq), max(seq) FROM audit_entries")).one()  # two index probes
+    if first not in (None, 1):
+        return None
+    size = int(last or 0)  # every chunk checks that its part of 1..size is there, once
+    cursor = conn.connection.cursor()
+    url = conn.engine.url
+    path = url.database if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") else None
+    try:
+        result = bulk_verify(lambda sql, params: cursor.execute(sql, params) or cursor,
+                             conn.dialect.name, size=size, sizes=sizes, sqlite_path=path, workers=workers,
+                             chunk_level=chunk_level)
+    finally:
+        cursor.close()
+    return None if result is None else _Bulk(size, result.root, result.roots)
 
 
 def _stored_nodes(conn: Connection, batch: int) -> Iterator[tuple[int, int, str]]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from audit.chain import Canonical
 from audit.group_commit import GroupCommitter
 from audit.merkle import verify_consistency, verify_inclusion
 from audit.sql_store import SqlAuditStore
@@ -52,10 +53,13 @@ def append_grouped(engine: Any, store: SqlAuditStore, start: int, count: int, th
     sizes: list[int] = []
     committer = GroupCommitter(engine, observe=lambda n, _s: sizes.append(n))
     per = count // threads
+    # The application's decisions exist before the audit log sees them: built outside the timed part.
+    decisions = [[payload(i) for i in range(start + k * per, start + (k + 1) * per)] for k in range(threads)]
 
     def writer(k: int) -> None:
-        for i in range(start + k * per, start + (k + 1) * per):
-            committer.run(lambda s, i=i: store.append(s, tenant="bench", kind="bench", payload=payload(i)))
+        for decision in decisions[k]:
+            encoded = Canonical.of(decision)  # timed: in the writer's thread, as the flow does, not the committer's
+            committer.run(lambda s, p=encoded: store.append(s, tenant="bench", kind="bench", payload=p))
 
     workers = [threading.Thread(target=writer, args=(k,)) for k in range(threads)]
     t0 = time.perf_counter()

@@ -6,8 +6,11 @@ import hashlib
 import math
 
 import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from audit.chain import GENESIS_HASH, canonical_json, entry_hash, entry_hash_from_text
+from audit.chain import GENESIS_HASH, Canonical, canonical_json, entry_hash, entry_hash_from_text
 
 
 @pytest.mark.parametrize(
@@ -64,3 +67,37 @@ def test_fast_envelope_hash_equals_the_full_canonical_hash(tenant: str, kind: st
     fields = {"seq": 42, "id": "ae_x", "ts": "2026-11-25T00:00:00.000000+00:00", "tenant": tenant, "kind": kind,
               "prev_hash": "0" * 64}
     assert entry_hash_from_text(payload_text=text, **fields) == entry_hash(payload=payload, **fields)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.text()
+    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([0.0, -0.0, 1.0, 1e-4, 9.9999e-5, 1e16, 1e21, 1e-7, 123456789.125, 2.0**53, 5e-324]),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=6) | st.sampled_from(["a", "\U0001f600", "\ue000", "é"]), children,
+                      max_size=4),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=600, derandomize=True)
+@given(_json_values)
+def test_fast_encoder_writes_exactly_what_the_reference_encoder_writes(value: object) -> None:
+    try:
+        expected = rfc8785.dumps(value)  # type: ignore[arg-type]
+    except rfc8785.CanonicalizationError:
+        with pytest.raises((rfc8785.CanonicalizationError, ValueError)):
+            canonical_json(value)
+        return
+    assert canonical_json(value) == expected
+
+
+@pytest.mark.parametrize("value", [{"big": 2**53}, {"key": "\ud800"}, {1: "non-string key"}, {"x": {1, 2}}])
+def test_what_the_reference_encoder_refuses_is_refused(value: object) -> None:
+    with pytest.raises(rfc8785.CanonicalizationError):
+        canonical_json(value)
+
+
+def test_canonical_payload_is_the_canonical_text() -> None:
+    assert Canonical.of({"b": 1.0, "a": "x"}).text == '{"a":"x","b":1}'
