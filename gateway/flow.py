@@ -25,6 +25,7 @@ from sqlmodel import Session, col, func, select
 
 from audit.base import AuditEntry, AuditStore
 from audit.c2pa_manifest import NO_WATERMARK
+from audit.chain import Canonical
 from audit.group_commit import GroupCommitter
 from gateway.assets import AssetStore
 from gateway.auth import Principal
@@ -228,8 +229,10 @@ class Flow:
         model_revision = images[0].model_revision if images else ""
         signed: dict[str, str] = {}
 
+        canonical = Canonical.of(payload)  # in this request's thread, not in the committer's
+
         def write(session: Session) -> AuditEntry:
-            entry = self.audit.append(session, tenant=principal.tenant, kind="generation.decided", payload=payload)
+            entry = self.audit.append(session, tenant=principal.tenant, kind="generation.decided", payload=canonical)
             session.add(Generation(
                 id=generation_id, tenant=principal.tenant, key_id=principal.key_id, kind=req.kind, model=req.model,
                 model_revision=model_revision, template=req.template, decision=release.result,

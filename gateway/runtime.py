@@ -157,7 +157,8 @@ def build_runtime(
         metrics.commit_seconds.observe(seconds)
 
     committer = GroupCommitter(db, max_batch=settings.group_commit_max_batch,
-                               max_wait_ms=settings.group_commit_wait_ms, observe=observe_commit)
+                               max_wait_ms=settings.group_commit_wait_ms,
+                               regroup_ms=settings.group_commit_regroup_ms, observe=observe_commit)
     policy = PolicyManager(
         db=db, committer=committer, audit=audit, metrics=metrics, engine_factory=engine_factory(settings),
         shadow_engine_factory=lambda bundle: EmbeddedRegoEngine(bundle, workers=1, timeout_s=settings.policy_timeout_s),

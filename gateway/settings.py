@@ -54,9 +54,11 @@ class Settings(BaseSettings):
     provenance_max_pixels: int = Field(default=40_000_000, ge=4096)
     # The retention job (expires asset bytes per data.mediagate.retention.days): seconds between runs; 0 = off.
     retention_interval_s: float = Field(default=3600.0, ge=0)
-    # Group commit of audited writes: how many per transaction, and how long to wait for more after the first.
+    # Group commit of audited writes: how many per transaction, how long to wait for more after the first, and how
+    # long to wait for the writers of the last batch to come back (never for a lone writer; 0 = off).
     group_commit_max_batch: int = Field(default=256, ge=1)
     group_commit_wait_ms: float = Field(default=0.0, ge=0)
+    group_commit_regroup_ms: float = Field(default=2.0, ge=0, le=100)
     asset_dir: Path | None = None
     models_dir: Path | None = None
     template_dirs: list[Path] = Field(default_factory=list)

@@ -147,3 +147,28 @@ def test_a_crash_loses_nothing_that_was_acknowledged(tmp_path: Path) -> None:
         assert store.verify(s).ok
         stored = {e.id for e in store.list(s, limit=100_000)}
     assert set(acked) <= stored
+
+
+def _timed_write(store: SqlAuditStore, tag: str) -> Callable[[Session], Any]:
+    return lambda s: store.append(s, tenant="t", kind="test", payload={"tag": tag})
+
+
+def test_writers_of_the_last_batch_are_regrouped_and_a_lone_writer_never_waits(
+    make_store: Callable[..., Any],
+) -> None:
+    engine, store, _ = make_store()
+    committer = GroupCommitter(engine, regroup_ms=5000)  # long enough that only the logic decides
+    committer.close()  # its thread is gone: the batch former is driven by hand below, on the same queue
+    queue_job = committer._queue
+    from audit.group_commit import _Job
+
+    first = _Job(_timed_write(store, "first"))
+    started = time.monotonic()
+    batch, stop = committer._gather(first, returning=1)
+    assert [j is first for j in batch] == [True] and not stop
+    assert time.monotonic() - started < 2.5  # a lone writer is not held for the regroup window
+
+    later = [_Job(_timed_write(store, f"w{i}")) for i in range(3)]
+    threading.Timer(0.05, lambda: [queue_job.put(j) for j in later]).start()
+    batch, stop = committer._gather(_Job(_timed_write(store, "lead")), returning=4)
+    assert len(batch) == 4 and not stop  # waited for the three that came back after 50 ms
