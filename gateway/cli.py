@@ -20,8 +20,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.runtime import registry_specs
+    from generators.registry import RegistryError
 
     settings = _settings()
+    try:
+        registry_specs(settings)  # a bad registry file stops here, naming the entry, before anything starts
+    except RegistryError as exc:
+        print(f"mediagate: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=args.host or settings.host, port=args.port or settings.port,
                 log_level="info")

@@ -62,6 +62,7 @@ class FlowRequest:
     fields: Mapping[str, str] = field(default_factory=dict)
     locale: str | None = None
     end_user: str | None = None  # the OpenAI API's `user`: the caller's own end-user id, kept for audit
+    steps: int | None = None  # None: the model's default_steps
 
     @property
     def text(self) -> str:
@@ -73,7 +74,8 @@ class FlowRequest:
         return {
             "kind": self.kind, "model": self.model, "prompt": self.prompt, "negative_prompt": self.negative_prompt,
             "template": self.template, "fields": dict(self.fields), "locale": self.locale, "n": self.n,
-            "width": self.width, "height": self.height, "seed": self.seed, "end_user": self.end_user,
+            "width": self.width, "height": self.height, "seed": self.seed, "steps": self.steps,
+            "end_user": self.end_user,
         }
 
 
@@ -180,6 +182,7 @@ class Flow:
         spec = GenerationSpec(
             model=req.model, width=req.width, height=req.height, n=req.n, seed=req.seed, prompt=req.prompt,
             negative_prompt=req.negative_prompt, template=req.template, fields=dict(req.fields), locale=req.locale,
+            steps=req.steps,
         )
         with self._stage("generate", timings):
             images = self._generate(entry_model.generator, spec)

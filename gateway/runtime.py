@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -28,7 +29,15 @@ from gateway.provenance import Provenance
 from gateway.retention import RetentionJob
 from gateway.schemas import parse_size
 from gateway.settings import Settings
-from generators.registry import TEMPLATE_MODEL, ModelRegistry, build_default_registry
+from generators.registry import (
+    DEMO_MODEL,
+    TEMPLATE_MODEL,
+    ModelRegistry,
+    ModelSpec,
+    default_specs,
+    load_registry_file,
+)
+from generators.registry import build_registry as build_model_registry
 from quality.base import Scorer
 
 log = logging.getLogger(__name__)
@@ -98,14 +107,27 @@ def build_scorers(names: list[str]) -> list[Scorer]:
     return [known[n]() for n in names]
 
 
+def registry_specs(settings: Settings) -> tuple[list[ModelSpec], Path | None]:
+    """The registry file's entries (checked, not loaded), or the built-in ones when there is no file."""
+    assert settings.models_dir is not None and settings.model_registry is not None
+    if settings.model_registry.exists():
+        return load_registry_file(settings.model_registry), settings.model_registry
+    return default_specs(models_dir=settings.models_dir, device=settings.device,
+                         default_size=parse_size(settings.demo_default_size, "MEDIAGATE_DEMO_DEFAULT_SIZE"),
+                         demo_steps=settings.demo_steps), None
+
+
 def build_registry(settings: Settings) -> ModelRegistry:
-    assert settings.models_dir is not None
-    return build_default_registry(
-        models_dir=settings.models_dir, template_dirs=[settings.home / "templates", *settings.template_dirs],
-        init_demo=settings.init_demo_models, device=settings.device,
-        default_size=parse_size(settings.demo_default_size, "MEDIAGATE_DEMO_DEFAULT_SIZE"),
-        demo_steps=settings.demo_steps,
-    )
+    """Load every model of the registry; without a registry file, build the demo pipeline first if allowed."""
+    specs, source = registry_specs(settings)
+    if source is None and settings.init_demo_models:
+        from generators.demo import ensure_demo_pipeline
+
+        for spec in specs:
+            if spec.name == DEMO_MODEL and spec.path is not None:
+                ensure_demo_pipeline(spec.path)
+    return build_model_registry(specs, template_dirs=[settings.home / "templates", *settings.template_dirs],
+                                source=source)
 
 
 def engine_factory(settings: Settings) -> Callable[[Bundle], PolicyEngine]:

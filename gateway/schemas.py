@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.errors import InvalidInput
+from gateway.errors import InvalidInput, NotFound
 from gateway.flow import FlowRequest, random_seed
 from gateway.settings import Settings
 from generators.registry import TEMPLATE_MODEL, ModelRegistry
@@ -35,6 +35,7 @@ class GenerationBody(BaseModel):
     template: str | None = None
     fields: dict[str, str] | None = None
     locale: str | None = Field(None, max_length=35)
+    steps: int | None = Field(None, ge=1, le=500)
 
 
 class OpenAIImagesBody(BaseModel):
@@ -93,6 +94,8 @@ def to_flow_request(body: GenerationBody, settings: Settings, registry: ModelReg
             raise InvalidInput("model", "template_model", f"template requests use model 'template', not {body.model!r}")
         if body.size is not None:
             raise InvalidInput("size", "template_size", "a template's size is fixed by the template; omit `size`")
+        if body.steps is not None:
+            raise InvalidInput("steps", "template_steps", "a template request takes no `steps`")
         template = templates.get(body.template)
         if template is None:
             raise InvalidInput(
@@ -104,13 +107,15 @@ def to_flow_request(body: GenerationBody, settings: Settings, registry: ModelReg
     assert body.prompt is not None
     if body.fields is not None:
         raise InvalidInput("fields", "prompt_no_fields", "`fields` belongs to template requests")
-    return prompt_request(body.prompt, body.negative_prompt, body.model, body.n, body.size, seed, settings, registry)
+    return prompt_request(body.prompt, body.negative_prompt, body.model, body.n, body.size, seed, settings, registry,
+                          steps=body.steps)
 
 
 def prompt_request(
     prompt: str, negative_prompt: str | None, model: str | None, n: int, size: str | None, seed: int,
-    settings: Settings, registry: ModelRegistry,
+    settings: Settings, registry: ModelRegistry, *, steps: int | None = None,
 ) -> FlowRequest:
+    """Check a prompt request against the model's registry entry: its maximum size and steps."""
     _check_prompt(prompt, settings)
     if negative_prompt is not None and len(negative_prompt) > settings.max_prompt_chars:
         raise InvalidInput("negative_prompt", "max_length",
@@ -119,8 +124,17 @@ def prompt_request(
     name = model or settings.default_model
     entry = registry.get(name)
     if entry is None or entry.backend == "template":
+        # (whether this tenant may use it is the pre-policy's decision: denied and audited, not unknown)
         known = ", ".join(e.name for e in registry if e.backend != "template")
-        raise InvalidInput("model", "known_model", f"unknown model {name!r}; known text-to-image models: {known}")
+        raise NotFound(f"unknown model {name!r}; text-to-image models: {known} (GET /v1/models)",
+                       field="model", rule="known_model")
+    limits = entry.spec.limits
     width, height = parse_size(size) if size else (entry.default_width, entry.default_height)
+    if width > limits.max_width or height > limits.max_height:
+        raise InvalidInput("size", "max_size", f"`size` {width}x{height} is above model {name!r}'s limit of "
+                           f"{limits.max_width}x{limits.max_height}", limit=f"{limits.max_width}x{limits.max_height}")
+    if steps is not None and steps > limits.max_steps:
+        raise InvalidInput("steps", "max_steps", f"`steps` {steps} is above model {name!r}'s limit of "
+                           f"{limits.max_steps}", limit=limits.max_steps)
     return FlowRequest(kind="prompt", model=name, width=width, height=height, n=n, seed=seed, prompt=prompt,
-                       negative_prompt=negative_prompt)
+                       negative_prompt=negative_prompt, steps=steps if steps is not None else limits.default_steps)

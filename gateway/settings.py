@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     group_commit_regroup_ms: float = Field(default=2.0, ge=0, le=100)
     asset_dir: Path | None = None
     models_dir: Path | None = None
+    # The model registry file (generators/registry.py); without it, the built-in demo model and templates.
+    model_registry: Path | None = None
     template_dirs: list[Path] = Field(default_factory=list)
     init_demo_models: bool = True
     device: str = "auto"
@@ -83,6 +85,8 @@ class Settings(BaseSettings):
             self.asset_dir = self.home / "assets"
         if self.models_dir is None:
             self.models_dir = self.home / "models"
+        if self.model_registry is None:
+            self.model_registry = self.home / "models.yaml"
         if self.signing_dir is None:
             self.signing_dir = self.home / "keys"
         if self.checkpoint_dir is None:

@@ -74,6 +74,18 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     return getattr(torch, _DTYPES[dtype])
 
 
+def scheduler_class(name: str) -> Any:
+    """The diffusers scheduler class called ``name`` (e.g. ``EulerDiscreteScheduler``); ValueError otherwise."""
+    import diffusers
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+    cls = getattr(diffusers, name, None) if name.endswith("Scheduler") else None
+    if not (isinstance(cls, type) and issubclass(cls, SchedulerMixin)):
+        raise ValueError(f"`scheduler` {name!r} is not a diffusers scheduler class (e.g. EulerDiscreteScheduler, "
+                         "DPMSolverMultistepScheduler)")
+    return cls
+
+
 class DiffusersTxt2Img:
     """A :class:`generators.base.Generator` backed by a diffusers text-to-image pipeline loaded from ``model_dir``.
 
@@ -91,6 +103,7 @@ class DiffusersTxt2Img:
         dtype: str = "auto",
         default_steps: int = 2,
         guidance_scale: float = 1.0,
+        scheduler: str | None = None,
     ) -> None:
         model_dir = Path(model_dir)
         if not (model_dir / "model_index.json").is_file():
@@ -104,6 +117,7 @@ class DiffusersTxt2Img:
         self.dtype = resolve_dtype(dtype, self.device)
         self.default_steps = default_steps
         self.guidance_scale = guidance_scale
+        self.scheduler = scheduler
         # Hash before loading, so the revision describes the bytes that were actually loaded.
         self.revision = directory_revision(model_dir)
         self._pipe = self._load()
@@ -126,6 +140,8 @@ class DiffusersTxt2Img:
         except ValueError as exc:  # AutoPipeline knows no text-to-image task for this pipeline class
             log.info("AutoPipelineForText2Image cannot load %s (%s); using DiffusionPipeline", self.model_dir, exc)
             pipe = DiffusionPipeline.from_pretrained(str(self.model_dir), **kwargs)
+        if self.scheduler is not None:
+            pipe.scheduler = scheduler_class(self.scheduler).from_config(pipe.scheduler.config)
         pipe = pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         return pipe

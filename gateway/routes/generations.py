@@ -1,4 +1,5 @@
-"""``POST /v1/generations`` (the native API), ``GET /v1/generations/{id}`` and ``GET /v1/templates``."""
+"""``POST /v1/generations`` (the native API), ``GET /v1/generations/{id}``, ``GET /v1/models`` and
+``GET /v1/templates``."""
 
 from __future__ import annotations
 
@@ -82,6 +83,22 @@ def get_generation(generation_id: str, principal: PrincipalDep, rt: RuntimeDep, 
         "policy": {"revision": gen.policy_revision},
         "created_at": gen.created_at.isoformat(),
     }
+
+
+@router.get("/v1/models")
+def list_models(principal: PrincipalDep, rt: RuntimeDep) -> dict[str, Any]:
+    """The registry's models the caller's tenant may use (``data.mediagate.pre.allowed_models``): backend, tier,
+    revision (the weight files' hash) and limits."""
+    principal.require("app", "auditor", "reviewer")
+    entries = list(rt.registry)
+    try:
+        allowed = set(rt.policy.evaluate(
+            "data.mediagate.pre.allowed_models",
+            {"principal": principal.as_dict(), "models": [e.name for e in entries]},
+        ))
+    except PolicyEngineError as exc:
+        raise DependencyUnavailable(f"the model policy gave no decision: {exc}") from exc
+    return {"data": [e.describe() for e in sorted(entries, key=lambda e: e.name) if e.name in allowed]}
 
 
 @router.get("/v1/templates")

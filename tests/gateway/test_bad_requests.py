@@ -34,8 +34,13 @@ def counts(gw: Any) -> tuple[int, int, int]:
         ({"prompt": "a cat", "size": "big"}, 422, "size", "size_format"),
         ({"prompt": "a cat", "size": "100x100"}, 422, "size", "size_multiple_of_8"),
         ({"prompt": "a cat", "size": "32x32"}, 422, "size", "size_range"),
-        ({"prompt": "a cat", "model": "sdxl-nope"}, 422, "model", "known_model"),
-        ({"prompt": "a cat", "model": "template"}, 422, "model", "known_model"),
+        ({"prompt": "a cat", "model": "sdxl-nope"}, 404, "model", "known_model"),
+        ({"prompt": "a cat", "model": "template"}, 404, "model", "known_model"),
+        ({"prompt": "a cat", "size": "2048x512"}, 422, "size", "max_size"),  # demo-tiny's limit: 1024x1024
+        ({"prompt": "a cat", "steps": 51}, 422, "steps", "max_steps"),  # demo-tiny's limit: 50
+        ({"prompt": "a cat", "steps": 0}, 422, "steps", "greater_than_equal"),
+        ({"template": "spring-sale", "fields": {"headline": "Hi", "cta": "Go"}, "steps": 4}, 422, "steps",
+         "template_steps"),
         ({"prompt": "a cat", "colour": "red"}, 422, "colour", "extra_forbidden"),
         ({"prompt": "a cat", "fields": {"a": "b"}}, 422, "fields", "prompt_no_fields"),
         ({"prompt": "a cat", "template": "spring-sale"}, 422, "prompt", "prompt_xor_template"),

@@ -240,6 +240,16 @@ allowed_templates contains id if {
 }
 
 # METADATA
+# title: Models the principal's tenant may use
+# description: |
+#   Evaluated by GET /v1/models with input {principal, models: [registry names]}: the same allow-list the
+#   model.not_allowed rule enforces.
+allowed_models contains name if {
+	some name in input.models
+	name in settings.models
+}
+
+# METADATA
 # title: Concept catalogue
 # description: Example phrases of every banned concept, which the gateway embeds to compute features.concepts.
 # entrypoint: true

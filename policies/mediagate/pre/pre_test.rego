@@ -160,6 +160,16 @@ test_banned_term_message_names_the_readings if {
 	v.msg == "the request text contains the banned term \"gore\" (after folding)"
 }
 
+test_model_allow_list_lists_what_the_pre_policy_allows if {
+	models := {"principal": principal("demo"), "models": ["demo-tiny", "sd-turbo", "template"]}
+	allowed := pre.allowed_models with input as models
+		with data.mediagate.config.tenants.demo as {"models": ["sd-turbo"]}
+	allowed == {"sd-turbo"}
+	d := pre.decision with input as make_input("demo", prompt_request({"model": "demo-tiny"}), {})
+		with data.mediagate.config.tenants.demo as {"models": ["sd-turbo"]}
+	"model.not_allowed" in codes(d)
+}
+
 test_template_allow_list if {
 	d := pre.decision with input as make_input("demo", template_request("spring-sale", {}), {})
 		with data.mediagate.config.tenants.demo as {"templates": ["product-square"]}
