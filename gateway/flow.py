@@ -177,8 +177,8 @@ class Flow:
             )
 
         entry_model = self.registry.get(req.model)
-        if entry_model is None:  # the edge checked this; a registry change in between must not crash
-            raise DependencyUnavailable(f"model {req.model!r} is no longer loaded")
+        if entry_model is None or entry_model.generator is None:  # the edge checked; fail closed all the same
+            raise DependencyUnavailable(f"model {req.model!r} is not loaded")
         spec = GenerationSpec(
             model=req.model, width=req.width, height=req.height, n=req.n, seed=req.seed, prompt=req.prompt,
             negative_prompt=req.negative_prompt, template=req.template, fields=dict(req.fields), locale=req.locale,

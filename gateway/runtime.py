@@ -93,7 +93,7 @@ class Runtime:
         """The template library of the template generator (``generators.template.TemplateLibrary``)."""
         entry = self.registry.get(TEMPLATE_MODEL)
         assert entry is not None
-        return entry.generator.library  # type: ignore[attr-defined]
+        return entry.generator.library  # type: ignore[attr-defined,union-attr]
 
 
 def build_scorers(names: list[str]) -> list[Scorer]:

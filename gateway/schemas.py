@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.errors import InvalidInput, NotFound
+from gateway.errors import DependencyUnavailable, InvalidInput, NotFound
 from gateway.flow import FlowRequest, random_seed
 from gateway.settings import Settings
 from generators.registry import TEMPLATE_MODEL, ModelRegistry
@@ -128,6 +128,8 @@ def prompt_request(
         known = ", ".join(e.name for e in registry if e.backend != "template")
         raise NotFound(f"unknown model {name!r}; text-to-image models: {known} (GET /v1/models)",
                        field="model", rule="known_model")
+    if entry.generator is None:
+        raise DependencyUnavailable(f"model {name!r} is unavailable: {entry.error}")
     limits = entry.spec.limits
     width, height = parse_size(size) if size else (entry.default_width, entry.default_height)
     if width > limits.max_width or height > limits.max_height:

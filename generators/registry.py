@@ -117,10 +117,12 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A loaded model: its spec and its generator (whose ``revision`` hashes the weight files)."""
+    """A model: its spec and its generator (whose ``revision`` hashes the weight files), or, when its weights could
+    not be loaded, the reason: the gateway then runs without it and reports it unready (``/readyz`` 503)."""
 
     spec: ModelSpec
-    generator: Generator
+    generator: Generator | None
+    error: str | None = None
 
     @property
     def name(self) -> str:
@@ -140,7 +142,10 @@ class ModelEntry:
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "backend": self.backend, "tier": self.spec.tier,
-                               "revision": self.generator.revision}
+                               "status": "ready" if self.generator is not None else "unavailable",
+                               "revision": self.generator.revision if self.generator is not None else None}
+        if self.error is not None:
+            out["error"] = self.error
         if self.backend != "template":
             out["limits"] = self.spec.limits.as_dict()
         return out
@@ -155,6 +160,10 @@ class ModelRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._entries)
+
+    def unavailable(self) -> dict[str, str]:
+        """Models whose weights could not be loaded, with the reason."""
+        return {e.name: e.error or "not loaded" for e in self._entries.values() if e.generator is None}
 
     def __iter__(self) -> Iterator[ModelEntry]:
         return iter(self._entries.values())
@@ -205,9 +214,17 @@ def parse_registry(source: Path, text: str) -> list[ModelSpec]:
     return specs
 
 
-def check_paths(source: Path, specs: list[ModelSpec]) -> None:
-    """Every diffusers entry's directory exists and holds a pipeline (``model_index.json``)."""
+def check_entries(source: Path, specs: list[ModelSpec]) -> None:
+    """Every diffusers entry's directory exists and holds a pipeline (``model_index.json``), and its scheduler is
+    one diffusers has. (Weights that fail to load are found only by loading: see ``build_registry``.)"""
     for spec in specs:
+        if spec.scheduler is not None:
+            from generators.diffusers_txt2img import scheduler_class
+
+            try:
+                scheduler_class(spec.scheduler)
+            except ValueError as exc:
+                raise _fail(source, spec.name, str(exc)) from exc
         if spec.path is None:
             continue
         if not spec.path.is_dir():
@@ -223,7 +240,7 @@ def load_registry_file(path: Path) -> list[ModelSpec]:
     except (OSError, UnicodeDecodeError) as exc:
         raise _fail(path, None, f"cannot be read: {exc}") from exc
     specs = parse_registry(path, text)
-    check_paths(path, specs)
+    check_entries(path, specs)
     return specs
 
 
@@ -241,27 +258,36 @@ def default_specs(*, models_dir: Path, device: str, default_size: tuple[int, int
 
 def build_registry(specs: list[ModelSpec], *, template_dirs: list[Path], source: Path | None = None
                    ) -> ModelRegistry:
-    """Load every entry's generator; a failure names the entry."""
+    """Load every entry's generator.
+
+    A template library that cannot be read is a configuration error (``RegistryError``). A diffusers directory whose
+    weights fail to load (truncated, corrupt, the wrong layout) leaves that model unavailable, with the reason, and
+    the rest of the gateway running: restarting would fail the same way, so a crash would only loop.
+    """
     from generators.template import TemplateGenerator, TemplateLibrary
 
     entries = []
     library: TemplateLibrary | None = None
     for spec in specs:
-        try:
-            if spec.backend == "template":
+        if spec.backend == "template":
+            try:
                 library = library or TemplateLibrary([TemplateLibrary.default_dir(), *template_dirs])
-                generator: Generator = TemplateGenerator(library)
-            else:
-                from generators.diffusers_txt2img import DiffusersTxt2Img
+            except (OSError, ValueError) as exc:
+                raise _fail(source or Path("(built-in)"), spec.name, f"templates cannot be loaded: {exc}") from exc
+            entries.append(ModelEntry(spec, TemplateGenerator(library)))
+            continue
+        from generators.diffusers_txt2img import DiffusersTxt2Img
 
-                assert spec.path is not None
-                generator = DiffusersTxt2Img(spec.name, spec.path, device=spec.device, dtype=spec.dtype,
-                                             default_steps=spec.limits.default_steps,
-                                             guidance_scale=spec.limits.default_guidance, scheduler=spec.scheduler)
-        except RegistryError:
-            raise
-        except (OSError, ValueError) as exc:
-            raise _fail(source or Path("(built-in)"), spec.name, f"cannot be loaded: {exc}") from exc
+        assert spec.path is not None
+        try:
+            generator = DiffusersTxt2Img(spec.name, spec.path, device=spec.device, dtype=spec.dtype,
+                                         default_steps=spec.limits.default_steps,
+                                         guidance_scale=spec.limits.default_guidance, scheduler=spec.scheduler)
+        except Exception as exc:  # noqa: BLE001 - whatever the loader raised, this model is unavailable
+            reason = f"{type(exc).__name__}: {exc}"[:500]
+            log.error("model %s cannot be loaded from %s: %s", spec.name, spec.path, reason)
+            entries.append(ModelEntry(spec, None, f"cannot be loaded from {spec.path}: {reason}"))
+            continue
         entries.append(ModelEntry(spec, generator))
         log.info("model %s: %s (%s, tier %s)", spec.name, spec.backend, generator.revision, spec.tier)
     return ModelRegistry(entries)

@@ -95,12 +95,13 @@ def make_gateway(
 
     started: list[TestClient] = []
 
-    def make(scorers: Any = None, **overrides: Any) -> Gateway:
+    def make(scorers: Any = None, registry: Any = None, **overrides: Any) -> Gateway:
         home = tmp_path / f"home{len(started)}"
         overrides.setdefault("policy_watch", False)  # tests that watch the bundle directory turn it on
         settings = Settings(home=home, models_dir=models_dir, **overrides)
         runtime = build_runtime(
-            settings, registry=shared_registry, scorers=shared_scorers if scorers is None else scorers,
+            settings, registry=shared_registry if registry is None else registry,
+            scorers=shared_scorers if scorers is None else scorers,
             matcher=shared_matcher,
         )
         client = TestClient(create_app(runtime=runtime), raise_server_exceptions=False)

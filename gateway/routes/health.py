@@ -33,6 +33,10 @@ def readyz(rt: RuntimeDep) -> dict[str, object]:
         raise DependencyUnavailable(f"policy engine not ready: {exc}") from exc
     if not rt.registry.names():
         raise DependencyUnavailable("no models loaded")
+    broken = rt.registry.unavailable()
+    if broken:
+        raise DependencyUnavailable("models not loaded: " + "; ".join(f"{n}: {why}" for n, why in broken.items()),
+                                    models=broken)
     return {
         "status": "ready",
         "policy": {"engine": rt.policy.active.engine.name, "revision": rt.policy.revision,

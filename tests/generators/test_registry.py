@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -109,8 +110,36 @@ def test_an_unknown_scheduler_names_the_entry(tmp_path: Path, demo_pipeline: Pat
     registry = tmp_path / "models.yaml"
     registry.write_text(f"models:\n  tiny:\n    backend: diffusers-txt2img\n    path: {demo_pipeline}\n"
                         "    scheduler: NotAScheduler\n")
-    with pytest.raises(RegistryError, match=r"entry 'tiny': cannot be loaded: `scheduler` 'NotAScheduler'"):
-        build_registry(load_registry_file(registry), template_dirs=[], source=registry)
+    with pytest.raises(RegistryError, match=r"entry 'tiny': `scheduler` 'NotAScheduler' is not a diffusers"):
+        load_registry_file(registry)
+
+
+def test_corrupt_weights_leave_the_model_unavailable_and_the_gateway_unready(
+    tmp_path: Path, demo_pipeline: Path, make_gateway: Any, make_policy_dir: Any
+) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(demo_pipeline, broken)
+    weights = next((broken / "unet").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated, as by a failed copy
+    registry = tmp_path / "models.yaml"
+    registry.write_text(f"models:\n  good:\n    backend: diffusers-txt2img\n    path: {demo_pipeline}\n"
+                        f"  broken:\n    backend: diffusers-txt2img\n    path: {broken}\n"
+                        "  template:\n    backend: template\n")
+    loaded = build_registry(load_registry_file(registry), template_dirs=[], source=registry)
+    assert loaded.unavailable().keys() == {"broken"} and "cannot be loaded from" in loaded.unavailable()["broken"]
+
+    policies = make_policy_dir(tenants={"studio": {"models": ["good", "broken", "template"]}})
+    gw = make_gateway(registry=loaded, default_model="good", policy_dir=policies)
+    studio = gw.key("studio")
+    ready = gw.client.get("/readyz")
+    assert ready.status_code == 503 and "broken" in ready.json()["detail"]
+    listed = {m["name"]: m for m in gw.client.get("/v1/models", headers=studio).json()["data"]}
+    assert listed["broken"]["status"] == "unavailable" and listed["good"]["status"] == "ready"
+    before = gw.client.get("/v1/audit/entries", headers=studio).json()
+    refused = gw.client.post("/v1/generations", json={"prompt": "a cat", "model": "broken"}, headers=studio)
+    assert refused.status_code == 503 and "broken" in refused.json()["detail"]
+    assert gw.client.get("/v1/audit/entries", headers=studio).json() == before  # nothing happened
+    assert gw.client.post("/v1/generations", json={"prompt": "a cat"}, headers=studio).status_code == 200
 
 
 def test_serve_refuses_to_start_on_a_bad_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
