@@ -37,7 +37,7 @@ from gateway.models import Asset, Generation, Review
 from gateway.policy.base import PolicyDecision, Reason
 from gateway.policy.manager import PolicyManager
 from gateway.provenance import Provenance
-from generators.base import GeneratedImage, GenerationSpec
+from generators.base import GeneratedImage, GenerationSpec, report
 from generators.registry import ModelRegistry
 from quality.base import Scorer, score_images
 
@@ -77,6 +77,15 @@ class FlowRequest:
             "width": self.width, "height": self.height, "seed": self.seed, "steps": self.steps,
             "end_user": self.end_user,
         }
+
+
+@dataclass(frozen=True)
+class JobLink:
+    """The async job a flow run belongs to: named in its audit entry, completed in its audit transaction."""
+
+    id: str
+    attempt: int
+    complete: Callable[[Session, str, str], None]  # (session, generation_id, decision); raises if the job moved on
 
 
 @dataclass(frozen=True)
@@ -144,6 +153,7 @@ class Flow:
 
     @contextmanager
     def _stage(self, name: str, timings: dict[str, float]) -> Iterator[None]:
+        report("stage", name=name)  # an async job records it, and may stop here if it was cancelled
         start = time.perf_counter()
         try:
             yield
@@ -155,7 +165,9 @@ class Flow:
         """Run ``write`` in the next group commit. No commit, no release: 503 and nothing kept."""
         return commit(self.committer, write)
 
-    def run(self, principal: Principal, req: FlowRequest) -> FlowResult:
+    def run(self, principal: Principal, req: FlowRequest, *, job: JobLink | None = None) -> FlowResult:
+        """The governed flow. With ``job``, the audit entry names the job and its attempt, and the job is completed
+        in the audit entry's own transaction (``JobLink.complete``)."""
         timings: dict[str, float] = {}
         generation_id = new_id("gen")
         with self._stage("features", timings):
@@ -169,7 +181,7 @@ class Flow:
         with self._stage("pre_policy", timings):
             pre = self.policy.decide("pre", base_input, ref=generation_id, tenant=principal.tenant)
         if pre.result != "allow":
-            entry = self._commit(lambda s: self._record_denial(s, principal, req, generation_id, pre, features))
+            entry = self._commit(lambda s: self._record_denial(s, principal, req, generation_id, pre, features, job))
             raise PolicyDenied(
                 "; ".join(r.msg for r in pre.reasons) or "denied by the pre-policy",
                 codes=pre.codes, reasons=[r.as_dict() for r in pre.reasons], audit_entry=entry.id,
@@ -228,6 +240,8 @@ class Flow:
             "decision": release.result,
             "review_id": review_id,
         }
+        if job is not None:
+            payload["job"] = {"id": job.id, "attempt": job.attempt}
 
         model_revision = images[0].model_revision if images else ""
         signed: dict[str, str] = {}
@@ -259,6 +273,8 @@ class Flow:
                     id=review_id, tenant=principal.tenant, generation_id=generation_id,
                     reasons_json=json.dumps([r.as_dict() for r in release.reasons]),
                 ))
+            if job is not None:
+                job.complete(session, generation_id, release.result)
             return entry
 
         with self._stage("audit", timings):
@@ -312,16 +328,21 @@ class Flow:
 
     def _record_denial(
         self, session: Session, principal: Principal, req: FlowRequest, generation_id: str, pre: PolicyDecision,
-        features: Mapping[str, Any],
+        features: Mapping[str, Any], job: JobLink | None = None,
     ) -> AuditEntry:
-        payload = {
+        payload: dict[str, Any] = {
             "generation_id": generation_id, "principal": principal.as_dict(), "request": req.as_dict(),
             "features": dict(features), "pre": pre.as_dict(), "decision": "deny",
         }
+        if job is not None:
+            payload["job"] = {"id": job.id, "attempt": job.attempt}
         entry = self.audit.append(session, tenant=principal.tenant, kind="generation.denied", payload=payload)
         session.add(Generation(
             id=generation_id, tenant=principal.tenant, key_id=principal.key_id, kind=req.kind, model=req.model,
             template=req.template, decision="deny", reasons_json=json.dumps([r.as_dict() for r in pre.reasons]),
             policy_revision=pre.revision, audit_entry_id=entry.id,
         ))
+        if job is not None:
+            session.flush()
+            job.complete(session, generation_id, "deny")
         return entry

@@ -119,3 +119,39 @@ class ShadowDisagreement(SQLModel, table=True):
     active_codes_json: str = "[]"
     shadow_codes_json: str = "[]"
     created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class Job(SQLModel, table=True):
+    """An asynchronous generation (``Prefer: respond-async``). ``status``: queued -> running -> completed (the flow
+    reached an audited decision: release, review, reject or deny) | failed (no decision) | cancelled. Completion is
+    written in the same transaction as the audit entry, so a job is never completed without one."""
+
+    __tablename__ = "jobs"
+
+    id: str = Field(primary_key=True)
+    tenant: str = Field(index=True)
+    key_id: str
+    role: str
+    status: str = Field(default="queued", index=True)
+    request_json: str
+    attempts: int = 0
+    max_attempts: int = 3
+    cancel_requested: bool = False
+    generation_id: str | None = None
+    decision: str | None = None
+    error_json: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class JobEvent(SQLModel, table=True):
+    """What happened to a job, in order: the stream ``GET /v1/jobs/{id}/events`` serves (and resumes from)."""
+
+    __tablename__ = "job_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(index=True)
+    type: str  # queued | started | stage | step | completed | failed | cancelled | requeued
+    data_json: str = "{}"
+    created_at: datetime = Field(default_factory=utcnow)

@@ -19,6 +19,7 @@ from gateway.assets import LocalAssetStore
 from gateway.db import prepare_database
 from gateway.features import ConceptSimilarity, PromptFeatures
 from gateway.flow import Flow
+from gateway.jobs import JobRunner
 from gateway.metrics import Metrics
 from gateway.policy.base import PolicyEngine
 from gateway.policy.bundle import Bundle
@@ -57,18 +58,22 @@ class Runtime:
     flow: Flow
     checkpointer: Checkpointer
     retention: RetentionJob
+    jobs: JobRunner
     watcher: BundleWatcher | None = None
 
     def start_background(self) -> None:
-        """The checkpointer, and hot reload of the policy directory where this gateway owns activation."""
+        """The checkpointer, the retention job, async job workers (after requeueing jobs a dead process left
+        running), and hot reload of the policy directory where this gateway owns activation."""
         self.checkpointer.start()
         self.retention.start()
+        self.jobs.start()
         if self.settings.policy_watch and not self.external_policy and self.watcher is None:
             self.watcher = BundleWatcher(self.policy, self.settings.policy_dir,
                                          debounce_ms=self.settings.policy_watch_debounce_ms)
             self.watcher.start()
 
     def stop_background(self) -> None:
+        self.jobs.stop()
         self.checkpointer.stop()
         self.retention.stop()
         if self.watcher is not None:
@@ -214,5 +219,6 @@ def build_runtime(
                                 every_s=settings.checkpoint_every_s)
     retention = RetentionJob(db=db, committer=committer, audit=audit, policy=policy, assets=assets,
                              interval_s=settings.retention_interval_s)
+    jobs = JobRunner(db, flow, workers=settings.job_workers, max_attempts=settings.job_max_attempts)
     return Runtime(settings, db, committer, policy, registry, scorers, audit, assets, metrics, flow, checkpointer,
-                   retention)
+                   retention, jobs)

@@ -24,7 +24,7 @@ MAX_N = 16  # hard ceiling at the edge; tenants' limits are policy (mediagate.pr
 class GenerationBody(BaseModel):
     """``POST /v1/generations``: a prompt request or a template request, never both."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     prompt: str | None = None
     negative_prompt: str | None = None
@@ -36,6 +36,7 @@ class GenerationBody(BaseModel):
     fields: dict[str, str] | None = None
     locale: str | None = Field(None, max_length=35)
     steps: int | None = Field(None, ge=1, le=500)
+    run_async: bool = Field(False, alias="async")  # or the header `Prefer: respond-async`: 202 and a job
 
 
 class OpenAIImagesBody(BaseModel):

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     group_commit_max_batch: int = Field(default=256, ge=1)
     group_commit_wait_ms: float = Field(default=0.0, ge=0)
     group_commit_regroup_ms: float = Field(default=2.0, ge=0, le=100)
+    # Async jobs (Prefer: respond-async): worker threads in this process, and attempts before a job fails.
+    job_workers: int = Field(default=2, ge=0, le=64)
+    job_max_attempts: int = Field(default=3, ge=1, le=20)
     asset_dir: Path | None = None
     models_dir: Path | None = None
     # The model registry file (generators/registry.py); without it, the built-in demo model and templates.

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -49,3 +50,16 @@ class Generator(Protocol):
     revision: str
 
     def generate(self, spec: GenerationSpec) -> list[GeneratedImage]: ...
+
+
+# Progress of the request being run in this context: ("step", {"step": i, "of": n}) from a generator, ("stage",
+# {"name": ...}) from the flow. An async job sets it to record events (and may raise from it to cancel); a plain
+# request leaves it unset.
+Progress = Callable[[str, dict[str, Any]], None]
+progress: ContextVar[Progress | None] = ContextVar("mediagate_progress", default=None)
+
+
+def report(kind: str, **data: Any) -> None:
+    sink = progress.get()
+    if sink is not None:
+        sink(kind, data)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.errors import InvalidInput
-from generators.base import GeneratedImage, GenerationSpec
+from generators.base import GeneratedImage, GenerationSpec, report
 
 if TYPE_CHECKING:
     import torch
@@ -168,7 +168,14 @@ class DiffusersTxt2Img:
 
         self.check_inputs(spec)
         seeds = [spec.seed + i for i in range(spec.n)]
+        steps = spec.steps or self.default_steps
+
+        def on_step_end(_pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            report("step", step=step + 1, of=steps)  # may raise to cancel: the pipeline stops here
+            return tensors
+
         with self._lock, torch.inference_mode():
+            report("step", step=0, of=steps)
             generators = [torch.Generator(device=self.device).manual_seed(seed) for seed in seeds]
             output = self._pipe(
                 prompt=spec.prompt,
@@ -176,10 +183,11 @@ class DiffusersTxt2Img:
                 height=spec.height,
                 width=spec.width,
                 num_images_per_prompt=spec.n,
-                num_inference_steps=spec.steps or self.default_steps,
+                num_inference_steps=steps,
                 guidance_scale=self.guidance_scale,
                 generator=generators,
                 output_type="pil",
+                callback_on_step_end=on_step_end,
             )
         return [
             GeneratedImage(image=image, index=i, seed=seed, model=self.name, model_revision=self.revision)

@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, StreamingResponse
 from sqlmodel import Session, col, select
 
 from gateway.deps import PrincipalDep, RuntimeDep
 from gateway.errors import DependencyUnavailable, NotFound
 from gateway.flow import FlowResult
-from gateway.models import Asset, Generation, Review
+from gateway.jobs import TERMINAL
+from gateway.models import Asset, Generation, Job, Review
 from gateway.policy.base import PolicyEngineError
 from gateway.schemas import GenerationBody, to_flow_request
 
@@ -46,14 +51,82 @@ def result_body(result: FlowResult, request: Request) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/generations")
+@router.post("/v1/generations", response_model=None)
 def create_generation(
     body: GenerationBody, principal: PrincipalDep, rt: RuntimeDep, request: Request
-) -> dict[str, Any]:
-    """Run the governed flow synchronously. 200 carries release, review or reject; a pre-policy denial is 403."""
+) -> dict[str, Any] | JSONResponse:
+    """Run the governed flow synchronously (200 carries release, review or reject; a pre-policy denial is 403), or,
+    with ``Prefer: respond-async`` or ``"async": true``, accept it as a job: 202 and ``Location: /v1/jobs/{id}``."""
     principal.require("app")
     req = to_flow_request(body, rt.settings, rt.registry, rt.templates)
+    if body.run_async or "respond-async" in request.headers.get("prefer", "").lower():
+        job = rt.jobs.submit(principal, req)
+        location = str(request.url_for("get_job", job_id=job.id))
+        return JSONResponse(job_body(job, request), status_code=202,
+                            headers={"Location": location, "Preference-Applied": "respond-async"})
     return result_body(rt.flow.run(principal, req), request)
+
+
+def job_body(job: Job, request: Request) -> dict[str, Any]:
+    return {
+        "id": job.id, "status": job.status, "attempts": job.attempts, "decision": job.decision,
+        "generation_id": job.generation_id, "error": json.loads(job.error_json) if job.error_json else None,
+        "cancel_requested": job.cancel_requested,
+        "created_at": job.created_at.isoformat(),
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "links": {"self": str(request.url_for("get_job", job_id=job.id)),
+                  "events": str(request.url_for("job_events", job_id=job.id)),
+                  "cancel": str(request.url_for("cancel_job", job_id=job.id)),
+                  "generation": str(request.url_for("get_generation", generation_id=job.generation_id))
+                  if job.generation_id else None},
+    }
+
+
+@router.get("/v1/jobs/{job_id}")
+def get_job(job_id: str, principal: PrincipalDep, rt: RuntimeDep, request: Request) -> dict[str, Any]:
+    """A job's status; once completed, its decision and generation (``GET /v1/generations/{id}``)."""
+    principal.require("app", "auditor", "reviewer")
+    job = rt.jobs.get(job_id, principal.tenant)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    return job_body(job, request)
+
+
+@router.post("/v1/jobs/{job_id}/cancel")
+def cancel_job(job_id: str, principal: PrincipalDep, rt: RuntimeDep, request: Request) -> dict[str, Any]:
+    """Cancel a queued job at once, or ask a running one to stop before its audit commit."""
+    principal.require("app")
+    job = rt.jobs.cancel(job_id, principal.tenant)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    return job_body(job, request)
+
+
+@router.get("/v1/jobs/{job_id}/events")
+async def job_events(job_id: str, principal: PrincipalDep, rt: RuntimeDep, request: Request) -> StreamingResponse:
+    """Server-Sent Events: queued, started, stage, step (i of N), then completed, failed or cancelled. Each event's
+    ``id`` is its sequence number: a client that reconnects with ``Last-Event-ID`` gets only what it missed."""
+    principal.require("app", "auditor", "reviewer")
+    if await run_in_threadpool(rt.jobs.get, job_id, principal.tenant) is None:
+        raise NotFound(f"no job {job_id!r}")
+    last = request.headers.get("last-event-id", "0")
+    after = int(last) if last.isdigit() else 0
+
+    async def stream() -> AsyncIterator[str]:
+        nonlocal after
+        while True:
+            events = await run_in_threadpool(rt.jobs.events, job_id, after)
+            for event in events:
+                assert event.id is not None
+                after = event.id
+                yield f"id: {event.id}\nevent: {event.type}\ndata: {event.data_json}\n\n"
+                if event.type in TERMINAL:
+                    return
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(0.2)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
 
 @router.get("/v1/generations/{generation_id}")
