@@ -64,6 +64,8 @@ def grant_app_role(engine: Engine, role: str, tables: list[str]) -> None:
             conn.execute(text(f"GRANT SELECT, INSERT ON {table} TO {quoted(role)}"))
         for table in tables:
             conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {quoted(table)} TO {quoted(role)}"))
+        # serial ids (job_events): inserting takes the sequence's next value
+        conn.execute(text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted(role)}"))
 
 
 def prepare_database(url: str, admin_url: str | None, *, busy_timeout_ms: int = 30_000) -> Engine:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from typing import Any
 
@@ -147,3 +148,18 @@ def test_a_pre_policy_denial_completes_the_job_as_deny(make_gateway: Any) -> Non
 def test_the_request_survives_the_round_trip_through_the_job_row() -> None:
     req = FlowRequest(kind="prompt", model="demo-tiny", width=128, height=128, n=2, seed=3, prompt="x", steps=2)
     assert FlowRequest(**json.loads(json.dumps(req.as_dict()))) == req
+
+
+def test_jobs_on_postgresql_with_the_gateway_role(make_gateway: Any, postgres: Any) -> None:
+    """The gateway's own role (SELECT/INSERT only on the audit tables) runs, events and completes jobs."""
+    owner_url, app_url = postgres.new_database(f"j_{secrets.token_hex(6)}")
+    gw = make_gateway(job_workers=0, database_url=app_url, database_admin_url=owner_url)
+    app = gw.key()
+    job_id = gw.client.post("/v1/generations", json={**PROMPT, "async": True}, headers=app).json()["id"]
+    assert gw.runtime.jobs.run_once()
+    state = gw.client.get(f"/v1/jobs/{job_id}", headers=app).json()
+    assert state["status"] == "completed" and state["decision"] == "release"
+    kinds = [k for _, k, _ in sse(gw.client.get(f"/v1/jobs/{job_id}/events", headers=app).text)]
+    assert kinds[0] == "queued" and "step" in kinds and kinds[-1] == "completed"
+    decided = [e for e in audit_entries(gw) if e["kind"] == "generation.decided"]
+    assert [e["job"] for e in decided] == [{"id": job_id, "attempt": 1}]
