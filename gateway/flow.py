@@ -37,6 +37,7 @@ from gateway.models import Asset, Generation, Review
 from gateway.policy.base import PolicyDecision, Reason
 from gateway.policy.manager import PolicyManager
 from gateway.provenance import Provenance
+from gateway.render_cache import RenderCacheStore, cache_key
 from generators.base import GeneratedImage, GenerationSpec, report
 from generators.registry import ModelRegistry
 from quality.base import Scorer, score_images
@@ -138,9 +139,10 @@ class Flow:
     def __init__(
         self, *, db: Engine, committer: GroupCommitter, policy: PolicyManager, features: PromptFeatures,
         registry: ModelRegistry, scorers: Sequence[Scorer], audit: AuditStore, assets: AssetStore, metrics: Metrics,
-        provenance: Provenance,
+        provenance: Provenance, cache: RenderCacheStore | None = None,
     ) -> None:
         self.provenance = provenance
+        self.cache = cache
         self.db = db
         self.committer = committer
         self.policy = policy
@@ -196,8 +198,20 @@ class Flow:
             negative_prompt=req.negative_prompt, template=req.template, fields=dict(req.fields), locale=req.locale,
             steps=req.steps,
         )
+        cache_state, key = "off", None
         with self._stage("generate", timings):
-            images = self._generate(entry_model.generator, spec)
+            generator = entry_model.generator
+            cached = None
+            if self.cache is not None and entry_model.backend != "template":
+                key = cache_key(principal.tenant, generator.revision, spec, req.steps)
+                cached = self.cache.get(key, spec, generator.revision)
+                cache_state = "hit" if cached is not None else "miss"
+            if cached is not None:
+                images = cached
+            else:
+                images = self._generate(generator, spec)
+                if key is not None and self.cache is not None:
+                    self.cache.put(key, principal.tenant, images)
         marks: list[str | None] = [None] * len(images)
         if pre.obligations.get("watermark") is not False:  # fail closed: only an explicit false waives it
             with self._stage("provenance", timings):
@@ -230,7 +244,8 @@ class Flow:
             "request": req.as_dict(),
             "features": features,
             "pre": pre.as_dict(),
-            "generator": {"model": req.model, "revision": images[0].model_revision if images else ""},
+            "generator": {"model": req.model, "revision": images[0].model_revision if images else "",
+                          "cache": cache_state, "cache_key": key},
             "images": [
                 {"asset_id": a.id, "index": a.index, "seed": a.seed, "sha256": a.sha256, "watermark_id": mark,
                  "card": c.as_dict()}

@@ -51,6 +51,10 @@ class Metrics:
             "mediagate_audit_commit_duration_seconds", "Time to run and commit one batch of audited writes.",
             registry=self.registry, buckets=LATENCY_BUCKETS,
         )
+        self.batch_requests = Histogram(
+            "mediagate_generation_batch_requests", "Requests rendered together in one pipeline call, by model.",
+            ["model"], registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64),
+        )
         self.scoring_seconds = Histogram(
             "mediagate_scoring_duration_seconds", "Scorer duration per batch by scorer.",
             ["scorer"], registry=self.registry, buckets=LATENCY_BUCKETS,

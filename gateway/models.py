@@ -155,3 +155,26 @@ class JobEvent(SQLModel, table=True):
     type: str  # queued | started | stage | step | completed | failed | cancelled | requeued
     data_json: str = "{}"
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class RenderCache(SQLModel, table=True):
+    """A diffusion render kept for identical requests (``gateway.render_cache``): the generator's output before
+    watermarking, keyed by tenant, model revision, prompt, parameters and seed."""
+
+    __tablename__ = "render_cache"
+
+    key: str = Field(primary_key=True)
+    tenant: str = Field(index=True)
+    model: str
+    revision: str
+    hits: int = 0
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class RenderCacheImage(SQLModel, table=True):
+    __tablename__ = "render_cache_images"
+
+    key: str = Field(primary_key=True, foreign_key="render_cache.key")
+    index: int = Field(primary_key=True)
+    seed: int
+    png: bytes

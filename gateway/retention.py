@@ -24,6 +24,7 @@ from gateway.assets import LocalAssetStore
 from gateway.commit import commit
 from gateway.models import Asset
 from gateway.policy.base import PolicyEngineError
+from gateway.render_cache import RenderCacheStore
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,9 @@ class PolicyLookup(Protocol):
 
 class RetentionJob:
     def __init__(self, *, db: Any, committer: GroupCommitter, audit: AuditStore, policy: PolicyLookup,
-                 assets: LocalAssetStore, interval_s: float = 0.0) -> None:
+                 assets: LocalAssetStore, interval_s: float = 0.0, cache: RenderCacheStore | None = None) -> None:
         self.db, self.committer, self.audit, self.policy, self.assets = db, committer, audit, policy, assets
+        self.cache = cache  # the prompt cache's renders expire with the tenant's assets
         self._periodic = Periodic("retention", interval_s, self._tick)
 
     def run_once(self, *, now: datetime | None = None, dry_run: bool = False) -> list[Expired]:
@@ -72,6 +74,8 @@ class RetentionJob:
         if days is None:
             return None
         cutoff = now - timedelta(days=float(days))
+        if self.cache is not None and not dry_run:
+            self.cache.drop_tenant_before(tenant, cutoff)
         with Session(self.db) as session:
             due = list(session.exec(
                 select(Asset).where(Asset.tenant == tenant, col(Asset.status).in_(LIVE), Asset.created_at < cutoff)

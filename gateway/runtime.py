@@ -27,6 +27,7 @@ from gateway.policy.embedded import EmbeddedRegoEngine
 from gateway.policy.manager import PolicyManager
 from gateway.policy.watcher import BundleWatcher
 from gateway.provenance import Provenance
+from gateway.render_cache import RenderCacheStore
 from gateway.retention import RetentionJob
 from gateway.schemas import parse_size
 from gateway.settings import Settings
@@ -122,7 +123,7 @@ def registry_specs(settings: Settings) -> tuple[list[ModelSpec], Path | None]:
                          demo_steps=settings.demo_steps), None
 
 
-def build_registry(settings: Settings) -> ModelRegistry:
+def build_registry(settings: Settings, metrics: Metrics | None = None) -> ModelRegistry:
     """Load every model of the registry; without a registry file, build the demo pipeline first if allowed."""
     specs, source = registry_specs(settings)
     if source is None and settings.init_demo_models:
@@ -131,8 +132,13 @@ def build_registry(settings: Settings) -> ModelRegistry:
         for spec in specs:
             if spec.name == DEMO_MODEL and spec.path is not None:
                 ensure_demo_pipeline(spec.path)
+    def observe(model: str, requests: int, images: int) -> None:
+        if metrics is not None:
+            metrics.batch_requests.labels(model).observe(requests)
+
     return build_model_registry(specs, template_dirs=[settings.home / "templates", *settings.template_dirs],
-                                source=source)
+                                source=source, batch_max_images=settings.batch_max_images,
+                                batch_max_wait_ms=settings.batch_max_wait_ms, observe_batch=observe)
 
 
 def engine_factory(settings: Settings) -> Callable[[Bundle], PolicyEngine]:
@@ -193,7 +199,7 @@ def build_runtime(
     )
     try:
         policy.start(settings.policy_dir)
-        registry = registry if registry is not None else build_registry(settings)
+        registry = registry if registry is not None else build_registry(settings, metrics)
         scorers = scorers if scorers is not None else build_scorers(settings.scorers)
         features = PromptFeatures(matcher if matcher is not None else build_matcher(settings), metrics,
                                   cache_size=settings.features_cache_size)
@@ -212,13 +218,15 @@ def build_runtime(
         committer.close()
         db.dispose()
         raise
+    cache = (RenderCacheStore(db, ttl_s=settings.prompt_cache_ttl_s, max_entries=settings.prompt_cache_max_entries)
+             if settings.prompt_cache else None)
     flow = Flow(db=db, committer=committer, policy=policy, features=features, registry=registry, scorers=scorers,
-                audit=audit, assets=assets, metrics=metrics, provenance=provenance)
+                audit=audit, assets=assets, metrics=metrics, provenance=provenance, cache=cache)
     checkpointer = Checkpointer(db, load_checkpoint_private_key(settings.keys.checkpoint_key),
                                 directory=settings.checkpoint_dir, every_n=settings.checkpoint_every_n,
                                 every_s=settings.checkpoint_every_s)
     retention = RetentionJob(db=db, committer=committer, audit=audit, policy=policy, assets=assets,
-                             interval_s=settings.retention_interval_s)
+                             interval_s=settings.retention_interval_s, cache=cache)
     jobs = JobRunner(db, flow, workers=settings.job_workers, max_attempts=settings.job_max_attempts)
     return Runtime(settings, db, committer, policy, registry, scorers, audit, assets, metrics, flow, checkpointer,
                    retention, jobs)

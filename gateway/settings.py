@@ -59,6 +59,15 @@ class Settings(BaseSettings):
     group_commit_max_batch: int = Field(default=256, ge=1)
     group_commit_wait_ms: float = Field(default=0.0, ge=0)
     group_commit_regroup_ms: float = Field(default=2.0, ge=0, le=100)
+    # Dynamic micro-batching of diffusers models: images per pipeline call (1 = off), and how long the oldest request
+    # waits for others (0: only those already waiting, which under load is a full batch).
+    batch_max_images: int = Field(default=8, ge=1, le=256)
+    batch_max_wait_ms: float = Field(default=0.0, ge=0, le=1000)
+    # The prompt cache: identical diffusion requests (tenant, model revision, prompt, parameters, seed) reuse the render
+    # (both policies and the audit entry still run); how long a render is kept, and how many.
+    prompt_cache: bool = True
+    prompt_cache_ttl_s: float = Field(default=86400.0, gt=0)
+    prompt_cache_max_entries: int = Field(default=10_000, ge=1)
     # Async jobs (Prefer: respond-async): worker threads in this process, and attempts before a job fails.
     job_workers: int = Field(default=2, ge=0, le=64)
     job_max_attempts: int = Field(default=3, ge=1, le=20)

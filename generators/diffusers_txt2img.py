@@ -10,11 +10,12 @@ import hashlib
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.errors import InvalidInput
-from generators.base import GeneratedImage, GenerationSpec, report
+from generators.base import GeneratedImage, GenerationSpec, Progress, progress
 
 if TYPE_CHECKING:
     import torch
@@ -164,32 +165,74 @@ class DiffusersTxt2Img:
 
     def generate(self, spec: GenerationSpec) -> list[GeneratedImage]:
         """Render ``spec.n`` images for ``spec.prompt``; image ``i`` is seeded ``spec.seed + i``."""
+        self.check_inputs(spec)
+        result = self.render_batch([spec], [progress.get()])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def batch_key(self, spec: GenerationSpec) -> tuple[int, int, int]:
+        """Requests with equal keys can share one pipeline call: size and number of steps."""
+        return spec.width, spec.height, spec.steps or self.default_steps
+
+    def render_batch(self, specs: Sequence[GenerationSpec], sinks: Sequence[Progress | None]
+                     ) -> list[list[GeneratedImage] | BaseException]:
+        """Render several requests (equal ``batch_key``) in one pipeline call: one prompt row and one seeded
+        ``torch.Generator`` per image, so each image is what the same request would get alone.
+
+        ``sinks`` are the requests' progress reporters (``generators.base.progress``). A lone request's reporter may
+        raise to cancel it (the pipeline stops); in a batch, a reporter that raises marks its own request failed with
+        that exception, and the others go on.
+        """
         import torch
 
-        self.check_inputs(spec)
-        seeds = [spec.seed + i for i in range(spec.n)]
-        steps = spec.steps or self.default_steps
+        if len({self.batch_key(s) for s in specs}) != 1:
+            raise ValueError("a batch needs requests of one size and number of steps")
+        width, height, steps = self.batch_key(specs[0])
+        prompts, negatives, seeds, owner = [], [], [], []
+        for k, spec in enumerate(specs):
+            for i in range(spec.n):
+                prompts.append(spec.prompt or "")
+                negatives.append(spec.negative_prompt or "")
+                seeds.append(spec.seed + i)
+                owner.append(k)
+        failed: dict[int, BaseException] = {}
+
+        def tell(kind: str, **data: Any) -> None:
+            for k, sink in enumerate(sinks):
+                if sink is None or k in failed:
+                    continue
+                if len(specs) == 1:
+                    sink(kind, data)  # may raise: the lone request stops here
+                    continue
+                try:
+                    sink(kind, data)
+                except Exception as exc:  # noqa: BLE001 - this request alone is given up
+                    failed[k] = exc
 
         def on_step_end(_pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            report("step", step=step + 1, of=steps)  # may raise to cancel: the pipeline stops here
+            tell("step", step=step + 1, of=steps)
             return tensors
 
         with self._lock, torch.inference_mode():
-            report("step", step=0, of=steps)
+            tell("step", step=0, of=steps)
             generators = [torch.Generator(device=self.device).manual_seed(seed) for seed in seeds]
             output = self._pipe(
-                prompt=spec.prompt,
-                negative_prompt=spec.negative_prompt,
-                height=spec.height,
-                width=spec.width,
-                num_images_per_prompt=spec.n,
+                prompt=prompts,
+                negative_prompt=negatives if any(negatives) else None,
+                height=height,
+                width=width,
+                num_images_per_prompt=1,
                 num_inference_steps=steps,
                 guidance_scale=self.guidance_scale,
                 generator=generators,
                 output_type="pil",
                 callback_on_step_end=on_step_end,
             )
-        return [
-            GeneratedImage(image=image, index=i, seed=seed, model=self.name, model_revision=self.revision)
-            for i, (image, seed) in enumerate(zip(output.images, seeds, strict=True))
-        ]
+        results: list[list[GeneratedImage] | BaseException] = [failed.get(k) or [] for k in range(len(specs))]
+        for image, seed, k in zip(output.images, seeds, owner, strict=True):
+            out = results[k]
+            if isinstance(out, list):
+                out.append(GeneratedImage(image=image, index=len(out), seed=seed, model=self.name,
+                                          model_revision=self.revision))
+        return results

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -161,6 +161,13 @@ class ModelRegistry:
     def names(self) -> list[str]:
         return sorted(self._entries)
 
+    def close(self) -> None:
+        """Stop the micro-batchers' threads (requests already queued are rendered first)."""
+        for entry in self._entries.values():
+            close = getattr(entry.generator, "close", None)
+            if callable(close):
+                close()
+
     def unavailable(self) -> dict[str, str]:
         """Models whose weights could not be loaded, with the reason."""
         return {e.name: e.error or "not loaded" for e in self._entries.values() if e.generator is None}
@@ -256,8 +263,9 @@ def default_specs(*, models_dir: Path, device: str, default_size: tuple[int, int
     ]
 
 
-def build_registry(specs: list[ModelSpec], *, template_dirs: list[Path], source: Path | None = None
-                   ) -> ModelRegistry:
+def build_registry(specs: list[ModelSpec], *, template_dirs: list[Path], source: Path | None = None,
+                   batch_max_images: int = 1, batch_max_wait_ms: float = 0.0,
+                   observe_batch: Callable[[str, int, int], None] | None = None) -> ModelRegistry:
     """Load every entry's generator.
 
     A template library that cannot be read is a configuration error (``RegistryError``). A diffusers directory whose
@@ -288,6 +296,14 @@ def build_registry(specs: list[ModelSpec], *, template_dirs: list[Path], source:
             log.error("model %s cannot be loaded from %s: %s", spec.name, spec.path, reason)
             entries.append(ModelEntry(spec, None, f"cannot be loaded from {spec.path}: {reason}"))
             continue
-        entries.append(ModelEntry(spec, generator))
+        wrapped: Generator = generator
+        if batch_max_images > 1:
+            from generators.batching import MicroBatcher
+
+            name = spec.name
+            wrapped = MicroBatcher(generator, max_images=batch_max_images, max_wait_ms=batch_max_wait_ms,
+                                   observe=None if observe_batch is None else
+                                   (lambda r, i, name=name: observe_batch(name, r, i)))  # type: ignore[misc]
+        entries.append(ModelEntry(spec, wrapped))
         log.info("model %s: %s (%s, tier %s)", spec.name, spec.backend, generator.revision, spec.tier)
     return ModelRegistry(entries)
