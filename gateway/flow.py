@@ -64,6 +64,7 @@ class FlowRequest:
     locale: str | None = None
     end_user: str | None = None  # the OpenAI API's `user`: the caller's own end-user id, kept for audit
     steps: int | None = None  # None: the model's default_steps
+    preview: Mapping[str, str] | None = None  # a final render's preview: {"generation_id", "audit_entry"}
 
     @property
     def text(self) -> str:
@@ -76,7 +77,7 @@ class FlowRequest:
             "kind": self.kind, "model": self.model, "prompt": self.prompt, "negative_prompt": self.negative_prompt,
             "template": self.template, "fields": dict(self.fields), "locale": self.locale, "n": self.n,
             "width": self.width, "height": self.height, "seed": self.seed, "steps": self.steps,
-            "end_user": self.end_user,
+            "end_user": self.end_user, "preview": dict(self.preview) if self.preview is not None else None,
         }
 
 

@@ -37,6 +37,7 @@ class GenerationBody(BaseModel):
     locale: str | None = Field(None, max_length=35)
     steps: int | None = Field(None, ge=1, le=500)
     run_async: bool = Field(False, alias="async")  # or the header `Prefer: respond-async`: 202 and a job
+    preview: bool = False  # a fast preview-tier render now (200), the final render as a job linked to it
 
 
 class OpenAIImagesBody(BaseModel):
@@ -110,6 +111,20 @@ def to_flow_request(body: GenerationBody, settings: Settings, registry: ModelReg
         raise InvalidInput("fields", "prompt_no_fields", "`fields` belongs to template requests")
     return prompt_request(body.prompt, body.negative_prompt, body.model, body.n, body.size, seed, settings, registry,
                           steps=body.steps)
+
+
+def preview_request(final: FlowRequest, settings: Settings, registry: ModelRegistry) -> FlowRequest:
+    """The preview of a prompt request: same prompt, seed and number of images, on the preview-tier model at its
+    default size and steps."""
+    if final.kind != "prompt":
+        raise InvalidInput("preview", "preview_prompt_only", "`preview` is for prompt requests; a template banner "
+                           "renders in well under a second")
+    name = settings.preview_model or registry.preview_model()
+    if name is None:
+        raise InvalidInput("preview", "preview_model_available", "no preview-tier model is loaded (registry `tier: "
+                           "preview`, or MEDIAGATE_PREVIEW_MODEL)")
+    assert final.prompt is not None
+    return prompt_request(final.prompt, final.negative_prompt, name, final.n, None, final.seed, settings, registry)
 
 
 def prompt_request(

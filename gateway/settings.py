@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_048_576
     max_prompt_chars: int = 2000
     default_model: str = "demo-tiny"
+    preview_model: str | None = None  # for `"preview": true`; default: the first preview-tier model of the registry
     demo_default_size: str = "128x128"
     demo_steps: int = 2
     scorers: list[str] = Field(default_factory=lambda: ["perceptual", "nsfw"])

@@ -39,6 +39,7 @@ from generators.base import Generator
 log = logging.getLogger(__name__)
 
 DEMO_MODEL = "demo-tiny"
+DEMO_PREVIEW_MODEL = "demo-tiny-preview"
 TEMPLATE_MODEL = "template"
 BACKENDS = ("diffusers-txt2img", "template")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -161,6 +162,14 @@ class ModelRegistry:
     def names(self) -> list[str]:
         return sorted(self._entries)
 
+    def preview_model(self) -> str | None:
+        """The first (by name) ready diffusers model of the preview tier."""
+        for name in self.names():
+            entry = self._entries[name]
+            if entry.spec.tier == "preview" and entry.backend != "template" and entry.generator is not None:
+                return name
+        return None
+
     def close(self) -> None:
         """Stop the micro-batchers' threads (requests already queued are rendered first)."""
         for entry in self._entries.values():
@@ -253,12 +262,17 @@ def load_registry_file(path: Path) -> list[ModelSpec]:
 
 def default_specs(*, models_dir: Path, device: str, default_size: tuple[int, int], demo_steps: int
                   ) -> list[ModelSpec]:
-    """The registry without a file: the demo pipeline and the template compositor."""
+    """The registry without a file: the demo pipeline (final tier, and again as a one-step preview tier) and the
+    template compositor."""
     width, height = default_size
     demo_limits = Limits(max_width=max(1024, width), max_height=max(1024, height), max_steps=max(50, demo_steps),
                          default_steps=demo_steps, default_guidance=1.0, default_width=width, default_height=height)
+    preview_limits = Limits(max_width=512, max_height=512, max_steps=4, default_steps=1, default_guidance=1.0,
+                            default_width=min(width, 512), default_height=min(height, 512))
     return [
         ModelSpec(DEMO_MODEL, "diffusers-txt2img", models_dir / DEMO_MODEL, device=device, limits=demo_limits),
+        ModelSpec(DEMO_PREVIEW_MODEL, "diffusers-txt2img", models_dir / DEMO_MODEL, device=device, tier="preview",
+                  limits=preview_limits),
         ModelSpec(TEMPLATE_MODEL, "template", None),
     ]
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,13 +14,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlmodel import Session, col, select
 
+from gateway.auth import Principal
 from gateway.deps import PrincipalDep, RuntimeDep
 from gateway.errors import DependencyUnavailable, NotFound
-from gateway.flow import FlowResult
+from gateway.flow import FlowRequest, FlowResult
 from gateway.jobs import TERMINAL
 from gateway.models import Asset, Generation, Job, Review
 from gateway.policy.base import PolicyEngineError
-from gateway.schemas import GenerationBody, to_flow_request
+from gateway.runtime import Runtime
+from gateway.schemas import GenerationBody, preview_request, to_flow_request
 
 router = APIRouter(tags=["generations"])
 
@@ -59,12 +62,25 @@ def create_generation(
     with ``Prefer: respond-async`` or ``"async": true``, accept it as a job: 202 and ``Location: /v1/jobs/{id}``."""
     principal.require("app")
     req = to_flow_request(body, rt.settings, rt.registry, rt.templates)
+    if body.preview:
+        return preview_then_final(rt, principal, req, request)
     if body.run_async or "respond-async" in request.headers.get("prefer", "").lower():
         job = rt.jobs.submit(principal, req)
         location = str(request.url_for("get_job", job_id=job.id))
         return JSONResponse(job_body(job, request), status_code=202,
                             headers={"Location": location, "Preference-Applied": "respond-async"})
     return result_body(rt.flow.run(principal, req), request)
+
+
+def preview_then_final(rt: Runtime, principal: Principal, final: FlowRequest, request: Request) -> JSONResponse:
+    """The hybrid pattern: a preview-tier render through the whole governed flow now, and the final render as a job
+    whose request (so its audit entry) names the preview's generation and audit entry. A preview denied by the
+    pre-policy is a 403 and no job is made."""
+    preview = rt.flow.run(principal, preview_request(final, rt.settings, rt.registry))
+    job = rt.jobs.submit(principal, dataclasses.replace(final, preview={
+        "generation_id": preview.generation_id, "audit_entry": preview.audit_entry.id}))
+    body = {**result_body(preview, request), "tier": "preview", "final": job_body(job, request)}
+    return JSONResponse(body, status_code=200, headers={"Location": str(request.url_for("get_job", job_id=job.id))})
 
 
 def job_body(job: Job, request: Request) -> dict[str, Any]:

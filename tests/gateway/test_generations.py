@@ -177,7 +177,7 @@ def test_health_ready_and_metrics(gateway: Any) -> None:
     assert gateway.client.get("/healthz").json() == {"status": "ok"}
     ready = gateway.client.get("/readyz")
     assert ready.status_code == 200
-    assert set(ready.json()["models"]) == {"demo-tiny", "template"}
+    assert set(ready.json()["models"]) == {"demo-tiny", "demo-tiny-preview", "template"}
     app = gateway.key()
     generate(gateway, app)
     generate(gateway, app, prompt="gore")

@@ -163,3 +163,43 @@ def test_jobs_on_postgresql_with_the_gateway_role(make_gateway: Any, postgres: A
     assert kinds[0] == "queued" and "step" in kinds and kinds[-1] == "completed"
     decided = [e for e in audit_entries(gw) if e["kind"] == "generation.decided"]
     assert [e["job"] for e in decided] == [{"id": job_id, "attempt": 1}]
+
+
+def test_preview_now_and_the_final_render_as_a_job_linked_to_it(make_gateway: Any) -> None:
+    gw = make_gateway(job_workers=0)
+    app = gw.key()
+    resp = gw.client.post("/v1/generations", json={**PROMPT, "size": "256x256", "preview": True}, headers=app)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["tier"] == "preview" and body["decision"] == "release" and body["final"]["status"] == "queued"
+    assert resp.headers["location"].endswith(f"/v1/jobs/{body['final']['id']}")
+    preview_asset = gw.client.get(body["assets"][0]["url"], headers=app)
+    assert preview_asset.status_code == 200
+    assert gw.runtime.jobs.run_once()
+    final = gw.client.get(f"/v1/jobs/{body['final']['id']}", headers=app).json()
+    assert final["status"] == "completed" and final["decision"] == "release"
+
+    entries = {e["generation_id"]: e for e in audit_entries(gw) if e["kind"] == "generation.decided"}
+    preview, last = entries[body["id"]], entries[final["generation_id"]]
+    assert preview["request"]["model"] == "demo-tiny-preview" and preview["request"]["steps"] == 1
+    assert (preview["request"]["width"], last["request"]["width"]) == (128, 256)  # preview: its default size
+    assert last["request"]["model"] == "demo-tiny" and last["request"]["steps"] == 2
+    assert last["request"]["preview"] == {"generation_id": body["id"], "audit_entry": body["audit_entry"]}
+    assert preview["request"]["seed"] == last["request"]["seed"] == PROMPT["seed"]
+    assert last["pre"]["id"] != preview["pre"]["id"]  # the final passed the governance flow on its own
+
+
+def test_a_preview_denied_by_the_pre_policy_makes_no_job(make_gateway: Any) -> None:
+    gw = make_gateway(job_workers=0)
+    resp = gw.client.post("/v1/generations", json={"prompt": "a castle covered in gore", "preview": True},
+                          headers=gw.key())
+    assert resp.status_code == 403
+    with Session(gw.runtime.db) as s:
+        assert s.exec(select(Job)).all() == []
+
+
+def test_preview_is_for_prompt_requests(make_gateway: Any) -> None:
+    gw = make_gateway(job_workers=0)
+    resp = gw.client.post("/v1/generations", json={"template": "spring-sale", "preview": True,
+                                                   "fields": {"headline": "Hi", "cta": "Go"}}, headers=gw.key())
+    assert resp.status_code == 422 and resp.json()["rule"] == "preview_prompt_only"
