@@ -1,42 +1,31 @@
-"""Geometry and drawing for the template compositor: slots, auto-fitting word wrap, background, button, logo mark.
+"""Geometry and drawing for the template compositor: slots, image slots, shape layers, background, button, logo.
 
-All text uses the font embedded in Pillow (a subset of Aileron Regular, ``ImageFont.load_default(size=...)``, Pillow
->= 10.1, drawn with Pillow's basic layout engine), so no font files ship and the pixels do not depend on which fonts
-or shaping libraries a host has. That subset covers printable ASCII and a few punctuation marks only: no accented
-letters, no Cyrillic, Greek, Arabic or CJK. :func:`missing_glyphs` finds text it cannot draw so that the caller can
-refuse it instead of releasing a banner full of empty boxes.
+A banner is drawn in a fixed order, so that text always stays readable on top: the background gradient, the image
+slots (each image scaled to ``cover`` or ``contain`` its box), the shape layers (e.g. a panel behind the text), the
+logo mark, then the text slots (a CTA's button behind its text). Text is set in the packaged fonts (see
+:mod:`generators.template_fonts`) by :mod:`generators.template_text`. Everything but the text is the banner's *base*:
+a batch of locales draws it once and only the text per locale (:func:`render_base`, :func:`draw_slots`).
 """
 
 from __future__ import annotations
 
-import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-Font = ImageFont.FreeTypeFont
-FontLoader = Callable[[int], Font]
-RGB = tuple[int, int, int]
+from generators.template_fonts import Fonts, chain
+from generators.template_text import RGB, Box, TextBlock, draw_text, fit_text
 
-LINE_PITCH = 1.15  # baseline-to-baseline distance as a multiple of the font size
+__all__ = ["RGB", "Background", "Box", "ImageSlot", "Layer", "Logo", "Slot", "TextBlock", "button_padding",
+           "fit_image", "fit_slot", "hex_rgb", "logo_text", "paint_background", "render_base", "draw_slots"]
+
 GRADIENT_SHIFT = 0.08  # the seed moves the gradient's midpoint by at most this share of the height
 PATTERN_DISCS = 5
 PATTERN_ALPHA = (3, 8)  # opacity (of 255) of the faint seed-placed discs: plain to a diff, barely to a viewer
-_NOTDEF_PROBE = "\U0010fffd"  # a private-use code point no font maps, so it draws the font's "missing glyph" box
-
-
-@dataclass(frozen=True)
-class Box:
-    """A rectangle on the canvas: top-left corner and size in pixels."""
-
-    x: int
-    y: int
-    w: int
-    h: int
+LOGO_FAMILY = "sans"
 
 
 @dataclass(frozen=True)
@@ -62,7 +51,8 @@ class Logo:
 
 @dataclass(frozen=True)
 class Slot:
-    """A text slot: where its text may go, how large it may be, and (``button``, a fill colour) whether it is a CTA."""
+    """A text slot: where its text may go, how large it may be, its font family, and (``button``, a fill colour)
+    whether it is a CTA."""
 
     name: str
     box: Box
@@ -74,6 +64,7 @@ class Slot:
     required: bool = False
     max_chars: int = 120
     button: str | None = None
+    font: str = "sans"  # a family of generators.template_fonts
 
     def text_box(self) -> Box:
         """The area the text must fit in: the box, less the padding of a button."""
@@ -82,16 +73,6 @@ class Slot:
             return b
         pad_x, pad_y = button_padding(b.h)
         return Box(b.x + pad_x, b.y + pad_y, b.w - 2 * pad_x, b.h - 2 * pad_y)
-
-
-@dataclass(frozen=True)
-class TextBlock:
-    """Wrapped lines at one font size, each line's drawing origin (left baseline), and the ink box of them all."""
-
-    size: int
-    lines: tuple[str, ...]
-    origins: tuple[tuple[int, int], ...]
-    ink: tuple[int, int, int, int]  # left, top, right, bottom (right and bottom exclusive)
 
 
 def button_padding(height: int) -> tuple[int, int]:
@@ -104,156 +85,93 @@ def hex_rgb(colour: str) -> RGB:
     return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
 
 
-def load_font(size: int) -> Font:
-    """Pillow's embedded scalable font at ``size`` pixels."""
-    font = ImageFont.load_default(size=size)
-    if not isinstance(font, ImageFont.FreeTypeFont):
-        raise RuntimeError("Pillow was built without FreeType; the template compositor needs its scalable font")
-    return font
+@dataclass(frozen=True)
+class ImageSlot:
+    """A box filled with an image handed to the generator (a diffusion render in production).
 
-
-def font_loader() -> FontLoader:
-    """A font cache for one layout or render call.
-
-    A FreeType face must not be used by two threads at once, so fonts are never shared between calls; loading the
-    embedded font costs a fraction of a millisecond, and the cache keeps the auto-fit loop from reloading sizes.
+    ``fit``: ``cover`` scales the image to fill the box and crops the overflow evenly from both sides; ``contain``
+    scales it to fit inside the box and centres it, leaving what lies beneath visible around it.
     """
-    fonts: dict[int, Font] = {}
 
-    def get(size: int) -> Font:
-        if size not in fonts:
-            fonts[size] = load_font(size)
-        return fonts[size]
-
-    return get
+    name: str
+    box: Box
+    fit: str = "cover"
+    required: bool = False
 
 
-@lru_cache(maxsize=4096)
-def _has_glyph(char: str) -> bool:
-    """A character the font does not map draws as the "missing glyph" box: compare the two once per character."""
-    font = load_font(24)
-    return _glyph_pixels(font, char) != _glyph_pixels(font, _NOTDEF_PROBE)
+@dataclass(frozen=True)
+class Layer:
+    """A filled rectangle (``radius`` rounds its corners) at ``opacity`` percent: a panel, a scrim, a stripe."""
+
+    box: Box
+    colour: str
+    opacity: int = 100
+    radius: int = 0
 
 
-def _glyph_pixels(font: Font, char: str) -> bytes:
-    image = Image.new("L", (48, 48))
-    ImageDraw.Draw(image).text((8, 36), char, font=font, fill=255, anchor="ls")
-    return image.tobytes()
-
-
-def missing_glyphs(text: str) -> list[str]:
-    """The distinct characters of ``text`` the embedded font cannot draw, in order of first use."""
-    return [c for c in dict.fromkeys(text) if c != " " and not _has_glyph(c)]
-
-
-def fit_text(
-    text: str, box: Box, *, max_lines: int, max_size: int, min_size: int, align: str, fonts: FontLoader
-) -> TextBlock | None:
-    """Lay ``text`` out in ``box`` at the largest size from ``max_size`` down to ``min_size`` that fits.
-
-    Fitting means at most ``max_lines`` greedily word-wrapped lines whose ink boxes, as FreeType reports them (never
-    smaller than the drawn pixels), lie inside the box; the block is centred vertically. Returns None when even
-    ``min_size`` does not fit: words are never broken and text is never cut, so the caller can refuse the request.
-
-    Whether text fits shrinks with the size (glyph widths scale with it), so the size is found by bisection: a
-    handful of trial layouts instead of one per size. Any block returned was laid out and checked at its size.
-    """
-    words = text.split()
-    best = _layout_at(words, box, min_size, max_lines, align, fonts)
-    low, high = min_size + 1, max_size
-    while best is not None and low <= high:
-        middle = (low + high) // 2
-        block = _layout_at(words, box, middle, max_lines, align, fonts)
-        if block is None:
-            high = middle - 1
-        else:
-            best, low = block, middle + 1
-    return best
-
-
-def _layout_at(words: Sequence[str], box: Box, size: int, max_lines: int, align: str,
-               fonts: FontLoader) -> TextBlock | None:
-    """The text block at one font size, or None if it does not fit the box there."""
-    font = fonts(size)
-    lines = _wrap(words, font, box.w, max_lines)
-    if lines is None:
-        return None
-    pitch = round(size * LINE_PITCH)
-    bboxes = [_ink_box(font, line) for line in lines]
-    # The nominal extent (cap height to descent) keeps the baseline steady whatever letters a text has.
-    top = min(_ink_box(font, "H")[1], *(b[1] + i * pitch for i, b in enumerate(bboxes)))
-    bottom = max((len(lines) - 1) * pitch + font.getmetrics()[1], *(b[3] + i * pitch for i, b in enumerate(bboxes)))
-    if bottom - top > box.h:
-        return None
-    baseline = box.y + (box.h - (bottom - top)) // 2 - top
-    origins = []
-    for i, (left, _, right, _) in enumerate(bboxes):
-        offset = {"left": 0, "center": (box.w - (right - left)) // 2, "right": box.w - (right - left)}[align]
-        origins.append((box.x + offset - left, baseline + i * pitch))
-    ink_left = min(o[0] + b[0] for o, b in zip(origins, bboxes, strict=True))
-    ink_right = max(o[0] + b[2] for o, b in zip(origins, bboxes, strict=True))
-    return TextBlock(size, tuple(lines), tuple(origins), (ink_left, baseline + top, ink_right, baseline + bottom))
-
-
-def _wrap(words: Sequence[str], font: Font, width: int, max_lines: int) -> list[str] | None:
-    """Greedy word wrap to ``width`` pixels; None if a word alone is too wide or more than ``max_lines`` are needed."""
-    lines: list[str] = []
-    current = ""
-    for word in words:
-        candidate = f"{current} {word}" if current else word
-        if _ink_width(font, candidate) <= width:
-            current = candidate
-            continue
-        if not current or _ink_width(font, word) > width or len(lines) + 1 >= max_lines:
-            return None
-        lines.append(current)
-        current = word
-    if current:
-        lines.append(current)
-    return lines or None
-
-
-def _ink_width(font: Font, text: str) -> int:
-    left, _, right, _ = _ink_box(font, text)
-    return right - left
-
-
-def _ink_box(font: Font, text: str) -> tuple[int, int, int, int]:
-    """The ink box of ``text`` drawn at the origin (left baseline), rounded outwards to whole pixels."""
-    left, top, right, bottom = font.getbbox(text, anchor="ls")
-    return math.floor(left), math.floor(top), math.ceil(right), math.ceil(bottom)
-
-
-def fit_slot(slot: Slot, text: str, fonts: FontLoader) -> TextBlock | None:
+def fit_slot(slot: Slot, text: str, fonts: Fonts, locale: str | None = None) -> TextBlock | None:
     return fit_text(text, slot.text_box(), max_lines=slot.max_lines, max_size=slot.max_size,
-                    min_size=slot.min_size, align=slot.align, fonts=fonts)
+                    min_size=slot.min_size, align=slot.align, faces=chain(slot.font, locale), fonts=fonts)
 
 
-def logo_text(logo: Logo, fonts: FontLoader) -> TextBlock | None:
+def logo_text(logo: Logo, fonts: Fonts) -> TextBlock | None:
     """The initials' layout: one centred line in the middle 70% of the mark, at most 45% of its size tall."""
     inset = round(logo.size * 0.15)
     box = Box(logo.x + inset, logo.y + inset, logo.size - 2 * inset, logo.size - 2 * inset)
     return fit_text(logo.text, box, max_lines=1, max_size=max(6, round(logo.size * 0.45)), min_size=6,
-                    align="center", fonts=fonts)
+                    align="center", faces=chain(LOGO_FAMILY), fonts=fonts)
 
 
-def render_banner(
-    size: tuple[int, int], background: Background, logo: Logo | None, slots: Sequence[Slot],
-    blocks: Mapping[str, TextBlock], seed: int, fonts: FontLoader,
-) -> Image.Image:
-    """Draw the background, the logo, then each slot that has a laid-out text block (buttons behind their text)."""
+def fit_image(image: Image.Image, box: Box, fit: str) -> tuple[Image.Image, tuple[int, int]]:
+    """``image`` scaled (Lanczos) to ``cover`` or ``contain`` ``box``, and where to paste it.
+
+    The result is RGB, or RGBA when the image has transparency (pasted through its alpha). For ``cover`` only the
+    part of the source that stays visible is resampled, so a large render is not scaled whole and then cropped.
+    """
+    has_alpha = "A" in image.getbands() or "transparency" in image.info
+    source = image if image.mode == ("RGBA" if has_alpha else "RGB") else image.convert("RGBA" if has_alpha else "RGB")
+    width, height = source.size
+    if fit == "cover":
+        scale = max(box.w / width, box.h / height)
+        crop_w, crop_h = box.w / scale, box.h / scale
+        left, top = (width - crop_w) / 2, (height - crop_h) / 2
+        fitted = source.resize((box.w, box.h), Image.Resampling.LANCZOS, box=(left, top, left + crop_w, top + crop_h))
+        return fitted, (box.x, box.y)
+    scale = min(box.w / width, box.h / height)
+    size = (max(1, min(box.w, round(width * scale))), max(1, min(box.h, round(height * scale))))
+    fitted = source.resize(size, Image.Resampling.LANCZOS)
+    return fitted, (box.x + (box.w - size[0]) // 2, box.y + (box.h - size[1]) // 2)
+
+
+def render_base(size: tuple[int, int], background: Background, images: Sequence[tuple[Image.Image, tuple[int, int]]],
+                layers: Sequence[Layer], logo: Logo | None, seed: int, fonts: Fonts) -> Image.Image:
+    """Everything but the text slots: the background, the fitted images, the shape layers and the logo mark."""
     image = paint_background(size, hex_rgb(background.top), hex_rgb(background.bottom), seed)
-    draw = ImageDraw.Draw(image)
+    for fitted, at in images:
+        image.paste(fitted, at, fitted if fitted.mode == "RGBA" else None)
+    for layer in layers:
+        b = layer.box
+        mask = Image.new("L", (b.w, b.h), 0)
+        ImageDraw.Draw(mask).rounded_rectangle((0, 0, b.w - 1, b.h - 1), radius=layer.radius,
+                                               fill=round(255 * layer.opacity / 100))
+        image.paste(hex_rgb(layer.colour), (b.x, b.y, b.x + b.w, b.y + b.h), mask)
     if logo is not None:
         initials = logo_text(logo, fonts)
         if initials is None:  # the loader checked that the initials fit: this is a broken invariant, not bad input
             raise ValueError(f"logo initials {logo.text!r} do not fit a {logo.size}px mark")
+        draw = ImageDraw.Draw(image)
         bounds = (logo.x, logo.y, logo.x + logo.size - 1, logo.y + logo.size - 1)
         if logo.shape == "circle":
             draw.ellipse(bounds, fill=hex_rgb(logo.colour))
         else:
             draw.rounded_rectangle(bounds, radius=logo.size // 5, fill=hex_rgb(logo.colour))
         draw_text(draw, initials, hex_rgb(logo.text_colour), fonts)
+    return image
+
+
+def draw_slots(image: Image.Image, slots: Sequence[Slot], blocks: Mapping[str, TextBlock], fonts: Fonts) -> None:
+    """Draw each slot that has a laid-out text block onto ``image`` (buttons behind their text)."""
+    draw = ImageDraw.Draw(image)
     for slot in slots:
         block = blocks.get(slot.name)
         if block is None:
@@ -264,14 +182,6 @@ def render_banner(
             rect = (block.ink[0] - pad_x, slot.box.y, block.ink[2] + pad_x - 1, slot.box.y + slot.box.h - 1)
             draw.rounded_rectangle(rect, radius=slot.box.h // 3, fill=hex_rgb(slot.button))
         draw_text(draw, block, hex_rgb(slot.colour), fonts)
-    return image
-
-
-def draw_text(draw: ImageDraw.ImageDraw, block: TextBlock, colour: RGB, fonts: FontLoader) -> None:
-    font = fonts(block.size)
-    for line, origin in zip(block.lines, block.origins, strict=True):
-        draw.text(origin, line, font=font, fill=colour, anchor="ls")
-
 
 def paint_background(size: tuple[int, int], top: RGB, bottom: RGB, seed: int) -> Image.Image:
     """A vertical ``top`` -> ``bottom`` gradient with a faint seeded pattern.
