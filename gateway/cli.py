@@ -35,6 +35,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A Celery worker rendering for gateways with MEDIAGATE_GENERATION_BACKEND=celery (one per GPU)."""
+    import os
+
+    from generators.remote import QUEUE, make_celery, register_task, worker_registry
+
+    settings = _settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = make_celery(settings.celery_broker_url, settings.celery_result_backend,
+                      visibility_timeout_s=settings.celery_visibility_timeout_s,
+                      restore_interval_s=settings.celery_restore_interval_s)
+    register_task(app)
+    worker_registry()  # load the models before taking any task: a bad registry stops here
+    app.worker_main([
+        "worker", "--pool", "threads", "--concurrency", str(args.concurrency or settings.batch_max_images),
+        "--queues", QUEUE, "--loglevel", "INFO", "--hostname", args.hostname or f"mediagate-{os.getpid()}@%h",
+        "--without-gossip", "--without-mingle",
+    ])
+    return 0
+
+
 def cmd_keys_create(args: argparse.Namespace) -> int:
     from gateway.auth import create_key
     from gateway.db import create_schema, make_engine
@@ -292,6 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (default MEDIAGATE_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default MEDIAGATE_PORT or 8080)")
     serve.set_defaults(func=cmd_serve)
+    worker = sub.add_parser("worker", help="render on this machine for gateways with MEDIAGATE_GENERATION_BACKEND="
+                                           "celery (Celery worker, Redis broker; one per GPU)")
+    worker.add_argument("--concurrency", type=int,
+                        help="tasks at once, which the micro-batcher combines (default MEDIAGATE_BATCH_MAX_IMAGES)")
+    worker.add_argument("--hostname", help="Celery node name (default mediagate-<pid>@<host>)")
+    worker.set_defaults(func=cmd_worker)
 
     keys = sub.add_parser("keys", help="API keys, and the signing keys for checkpoints and C2PA").add_subparsers(
         dest="keys_command", required=True)

@@ -34,6 +34,7 @@ from gateway.settings import Settings
 from generators.registry import (
     DEMO_MODEL,
     TEMPLATE_MODEL,
+    ModelEntry,
     ModelRegistry,
     ModelSpec,
     default_specs,
@@ -124,7 +125,8 @@ def registry_specs(settings: Settings) -> tuple[list[ModelSpec], Path | None]:
 
 
 def build_registry(settings: Settings, metrics: Metrics | None = None) -> ModelRegistry:
-    """Load every model of the registry; without a registry file, build the demo pipeline first if allowed."""
+    """Load every model of the registry; without a registry file, build the demo pipeline first if allowed. With
+    the Celery backend, diffusers models are proxies to `mediagate worker` processes (``generators.remote``)."""
     specs, source = registry_specs(settings)
     if source is None and settings.init_demo_models:
         from generators.demo import ensure_demo_pipeline
@@ -132,6 +134,8 @@ def build_registry(settings: Settings, metrics: Metrics | None = None) -> ModelR
         for spec in specs:
             if spec.name == DEMO_MODEL and spec.path is not None:
                 ensure_demo_pipeline(spec.path)
+    if settings.generation_backend == "celery":
+        return remote_registry(settings, specs, source)
     def observe(model: str, requests: int, images: int) -> None:
         if metrics is not None:
             metrics.batch_requests.labels(model).observe(requests)
@@ -139,6 +143,21 @@ def build_registry(settings: Settings, metrics: Metrics | None = None) -> ModelR
     return build_model_registry(specs, template_dirs=[settings.home / "templates", *settings.template_dirs],
                                 source=source, batch_max_images=settings.batch_max_images,
                                 batch_max_wait_ms=settings.batch_max_wait_ms, observe_batch=observe)
+
+
+def remote_registry(settings: Settings, specs: list[ModelSpec], source: Path | None) -> ModelRegistry:
+    from generators.diffusers_txt2img import directory_revision
+    from generators.remote import CeleryGenerator, make_celery
+
+    app = make_celery(settings.celery_broker_url, settings.celery_result_backend,
+                      visibility_timeout_s=settings.celery_visibility_timeout_s,
+                      restore_interval_s=settings.celery_restore_interval_s)
+    local = build_model_registry([s for s in specs if s.backend == "template"],
+                                 template_dirs=[settings.home / "templates", *settings.template_dirs], source=source)
+    remote = [ModelEntry(spec, CeleryGenerator(spec.name, directory_revision(spec.path), app,
+                                               timeout_s=settings.celery_task_timeout_s))
+              for spec in specs if spec.backend != "template" and spec.path is not None]
+    return ModelRegistry([*local, *remote])
 
 
 def engine_factory(settings: Settings) -> Callable[[Bundle], PolicyEngine]:

@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     prompt_cache: bool = True
     prompt_cache_ttl_s: float = Field(default=86400.0, gt=0)
     prompt_cache_max_entries: int = Field(default=10_000, ge=1)
+    # Where diffusion renders run: in this process, or on `mediagate worker` processes (Celery, Redis broker).
+    generation_backend: Literal["inprocess", "celery"] = "inprocess"
+    celery_broker_url: str = "redis://127.0.0.1:6379/0"
+    celery_result_backend: str = "redis://127.0.0.1:6379/1"
+    celery_task_timeout_s: float = Field(default=600.0, gt=0)
+    celery_visibility_timeout_s: float = Field(default=3600.0, gt=0)  # above the longest render
+    celery_restore_interval_s: float = Field(default=10.0, gt=0)  # how often workers look for orphaned tasks
     # Async jobs (Prefer: respond-async): worker threads in this process, and attempts before a job fails.
     job_workers: int = Field(default=2, ge=0, le=64)
     job_max_attempts: int = Field(default=3, ge=1, le=20)

@@ -198,3 +198,50 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgCluster]:
         subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+# -- Redis: a throw-away server for the Celery tests -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``redis://127.0.0.1:<free port>`` of a redis-server started for the session (no persistence).
+
+    Skipped with a reason where Redis is not installed; ``.ci/run`` installs Debian's redis-server and sets
+    MEDIAGATE_REQUIRE_REDIS=1, which turns that skip into a failure.
+    """
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    binary = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists()
+                                              else None)
+    if binary is None:
+        if os.environ.get("MEDIAGATE_REQUIRE_REDIS") == "1":
+            pytest.fail("MEDIAGATE_REQUIRE_REDIS=1 but redis-server is not installed")
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server); the Celery backend is "
+                    "tested where it is")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(root), "--protected-mode", "yes"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=port)
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        else:
+            pytest.fail("redis-server did not answer")
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        proc.kill()
+        proc.wait()
