@@ -65,11 +65,19 @@ class FlowRequest:
     end_user: str | None = None  # the OpenAI API's `user`: the caller's own end-user id, kept for audit
     steps: int | None = None  # None: the model's default_steps
     preview: Mapping[str, str] | None = None  # a final render's preview: {"generation_id", "audit_entry"}
+    # template requests: diffusion renders for image slots ({slot: {"prompt", "negative_prompt"}}, on image_model),
+    # and a locale batch ([{"locale", "fields"}]: one banner per locale instead of `fields`)
+    image_prompts: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
+    image_model: str | None = None
+    locales: Sequence[Mapping[str, Any]] = field(default_factory=list)
 
     @property
     def text(self) -> str:
         """All client-supplied text, which banned-term rules must see."""
-        parts = [self.prompt or "", self.negative_prompt or "", *self.fields.values()]
+        parts = [self.prompt or "", self.negative_prompt or "", *self.fields.values(),
+                 *(p.get("prompt") or "" for p in self.image_prompts.values()),
+                 *(p.get("negative_prompt") or "" for p in self.image_prompts.values()),
+                 *(text for loc in self.locales for text in loc["fields"].values())]
         return "\n".join(p for p in parts if p)
 
     def as_dict(self) -> dict[str, Any]:
@@ -78,6 +86,8 @@ class FlowRequest:
             "template": self.template, "fields": dict(self.fields), "locale": self.locale, "n": self.n,
             "width": self.width, "height": self.height, "seed": self.seed, "steps": self.steps,
             "end_user": self.end_user, "preview": dict(self.preview) if self.preview is not None else None,
+            "image_prompts": {k: dict(v) for k, v in self.image_prompts.items()}, "image_model": self.image_model,
+            "locales": [{"locale": loc["locale"], "fields": dict(loc["fields"])} for loc in self.locales],
         }
 
 
@@ -200,6 +210,7 @@ class Flow:
             steps=req.steps,
         )
         cache_state, key = "off", None
+        image_fills: dict[str, Any] = {}
         with self._stage("generate", timings):
             generator = entry_model.generator
             cached = None
@@ -209,6 +220,11 @@ class Flow:
                 cache_state = "hit" if cached is not None else "miss"
             if cached is not None:
                 images = cached
+            elif req.kind == "template":
+                fills = self._fill_image_slots(req, generator)
+                images = self._generate(generator, spec, images=fills, locales=req.locales)
+                image_fills = {slot: {"model": req.image_model, "revision": rev, "seed": seed}
+                               for slot, (_, rev, seed) in fills.items()}
             else:
                 images = self._generate(generator, spec)
                 if key is not None and self.cache is not None:
@@ -246,10 +262,10 @@ class Flow:
             "features": features,
             "pre": pre.as_dict(),
             "generator": {"model": req.model, "revision": images[0].model_revision if images else "",
-                          "cache": cache_state, "cache_key": key},
+                          "cache": cache_state, "cache_key": key, "image_slots": image_fills},
             "images": [
                 {"asset_id": a.id, "index": a.index, "seed": a.seed, "sha256": a.sha256, "watermark_id": mark,
-                 "card": c.as_dict()}
+                 "card": c.as_dict(), **({"locale": req.locales[a.index]["locale"]} if req.locales else {})}
                 for a, c, mark in zip(stored, cards, marks, strict=True)
             ],
             "release": release.as_dict(),
@@ -315,10 +331,43 @@ class Flow:
                 watermark_id=asset.watermark_id or NO_WATERMARK,
             ))
 
-    def _generate(self, generator: Any, spec: GenerationSpec) -> list[GeneratedImage]:
+    def _fill_image_slots(self, req: FlowRequest, template_generator: Any
+                          ) -> dict[str, tuple[Image.Image, str, int]]:
+        """Render each requested image slot with the diffusion model, at the slot's size (rounded up to a multiple
+        of 8, within the model's limits); slot ``k`` (in name order) is seeded ``seed + 1000 + k``."""
+        if not req.image_prompts:
+            return {}
+        entry = self.registry.get(req.image_model or "")
+        if entry is None or entry.generator is None:
+            raise DependencyUnavailable(f"model {req.image_model!r} for the image slots is not loaded")
+        boxes = {s.name: s.box for s in template_generator.template(req.template).images}
+        limits = entry.spec.limits
+        fills: dict[str, tuple[Image.Image, str, int]] = {}
+        for k, (slot, prompt) in enumerate(sorted(req.image_prompts.items())):
+            box = boxes[slot]
+            width = min(limits.max_width, -(-box.w // 8) * 8)
+            height = min(limits.max_height, -(-box.h // 8) * 8)
+            seed = req.seed + 1000 + k
+            [image] = self._generate(entry.generator, GenerationSpec(
+                model=entry.name, width=width, height=height, n=1, seed=seed, prompt=prompt["prompt"],
+                negative_prompt=prompt.get("negative_prompt"), steps=limits.default_steps))
+            fills[slot] = (image.image, image.model_revision, seed)
+        return fills
+
+    def _generate(self, generator: Any, spec: GenerationSpec, *, images: Mapping[str, Any] | None = None,
+                  locales: Sequence[Mapping[str, Any]] = ()) -> list[GeneratedImage]:
         start = time.perf_counter()
+        expected = len(locales) or spec.n
         try:
-            images = list(generator.generate(spec))
+            if locales:  # one banner per locale, in one call (fonts, background, layers and images drawn once)
+                images_out = generator.render_locales(
+                    spec.template, [(loc["locale"], loc["fields"]) for loc in locales], seed=spec.seed,
+                    images={slot: fill[0] for slot, fill in (images or {}).items()})
+                generated = [b.generated for b in images_out]
+            elif images:
+                generated = list(generator.generate(spec, images={slot: f[0] for slot, f in images.items()}))
+            else:
+                generated = list(generator.generate(spec))
         except GatewayError:
             raise  # bad input the generator could only detect while rendering (e.g. text that does not fit)
         except Exception as exc:  # noqa: BLE001 - a crashed generator releases nothing
@@ -326,9 +375,9 @@ class Flow:
             raise DependencyUnavailable(f"generator {spec.model!r} failed: {type(exc).__name__}") from exc
         finally:
             self.metrics.generation_seconds.labels(spec.model).observe(time.perf_counter() - start)
-        if len(images) != spec.n:
-            raise DependencyUnavailable(f"generator {spec.model!r} returned {len(images)} images for n={spec.n}")
-        return images
+        if len(generated) != expected:
+            raise DependencyUnavailable(f"generator {spec.model!r} returned {len(generated)} images for {expected}")
+        return generated
 
     def _usage(self, principal: Principal, req: FlowRequest) -> dict[str, int]:
         """What the tenant has already made that rules may count: assets released or held per template."""

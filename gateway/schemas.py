@@ -21,6 +21,25 @@ MIN_SIDE, MAX_SIDE = 64, 4096
 MAX_N = 16  # hard ceiling at the edge; tenants' limits are policy (mediagate.pre.max_n)
 
 
+MAX_LOCALES = 100  # banners in one template request (`locales`)
+
+
+class ImagePrompt(BaseModel):
+    """A diffusion render for one image slot of a template."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str
+    negative_prompt: str | None = None
+
+
+class LocaleFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    locale: str = Field(min_length=2, max_length=35)
+    fields: dict[str, str]
+
+
 class GenerationBody(BaseModel):
     """``POST /v1/generations``: a prompt request or a template request, never both."""
 
@@ -38,6 +57,8 @@ class GenerationBody(BaseModel):
     steps: int | None = Field(None, ge=1, le=500)
     run_async: bool = Field(False, alias="async")  # or the header `Prefer: respond-async`: 202 and a job
     preview: bool = False  # a fast preview-tier render now (200), the final render as a job linked to it
+    images: dict[str, ImagePrompt] | None = None  # template requests: image slots filled by a diffusion render
+    locales: list[LocaleFields] | None = Field(None, min_length=1, max_length=MAX_LOCALES)  # one banner per locale
 
 
 class OpenAIImagesBody(BaseModel):
@@ -103,14 +124,66 @@ def to_flow_request(body: GenerationBody, settings: Settings, registry: ModelReg
             raise InvalidInput(
                 "template", "known_template", f"unknown template {body.template!r}; see GET /v1/templates"
             )
-        fields = template.validate_fields(body.fields or {})
+        locales = _check_locales(body, template)
+        fields = template.validate_fields(body.fields or {}, body.locale) if not locales else {}
+        image_prompts, image_model = _check_image_prompts(body, template, settings, registry)
         return FlowRequest(kind="template", model=TEMPLATE_MODEL, width=template.width, height=template.height,
-                           n=body.n, seed=seed, template=body.template, fields=fields, locale=body.locale)
+                           n=body.n, seed=seed, template=body.template, fields=fields, locale=body.locale,
+                           image_prompts=image_prompts, image_model=image_model, locales=locales)
     assert body.prompt is not None
     if body.fields is not None:
         raise InvalidInput("fields", "prompt_no_fields", "`fields` belongs to template requests")
+    for name in ("images", "locales"):
+        if getattr(body, name) is not None:
+            raise InvalidInput(name, f"prompt_no_{name}", f"`{name}` belongs to template requests")
     return prompt_request(body.prompt, body.negative_prompt, body.model, body.n, body.size, seed, settings, registry,
                           steps=body.steps)
+
+
+def _check_locales(body: GenerationBody, template: Any) -> list[dict[str, Any]]:
+    """A locale batch: every locale's fields checked as a single request's would be; errors name the locale."""
+    if body.locales is None:
+        return []
+    if body.fields is not None or body.locale is not None:
+        raise InvalidInput("locales", "locales_xor_fields", "send either `fields` (and `locale`) or `locales`")
+    if body.n != 1:
+        raise InvalidInput("n", "one_per_locale", "a locale batch makes one banner per locale: `n` must be 1")
+    seen: set[str] = set()
+    out = []
+    for item in body.locales:
+        if item.locale.lower() in seen:
+            raise InvalidInput(f"locales.{item.locale}", "unique_locale", f"locale {item.locale!r} is given twice")
+        seen.add(item.locale.lower())
+        try:
+            fields = template.validate_fields(item.fields, item.locale)
+        except InvalidInput as exc:
+            raise InvalidInput(f"locales.{item.locale}.{exc.field}", exc.rule,
+                               f"locale {item.locale!r}: {exc.detail}", locale=item.locale) from exc
+        out.append({"locale": item.locale, "fields": fields})
+    return out
+
+
+def _check_image_prompts(body: GenerationBody, template: Any, settings: Settings, registry: ModelRegistry
+                         ) -> tuple[dict[str, dict[str, str | None]], str | None]:
+    """Image slots to fill with diffusion renders: known slots, checked prompts, every required slot filled."""
+    slots = {s.name: s for s in template.images}
+    asked = body.images or {}
+    for name in asked:
+        if name not in slots:
+            raise InvalidInput(f"images.{name}", "unknown_image_slot", f"template {template.id!r} has no image slot "
+                               f"{name!r}; its image slots: {', '.join(slots) or 'none'}")
+    for name, slot in slots.items():
+        if slot.required and name not in asked:
+            raise InvalidInput(f"images.{name}", "required", f"template {template.id!r} needs image slot {name!r}: "
+                               "send `images: {\"" + name + "\": {\"prompt\": ...}}`")
+    prompts = {name: {"prompt": _check_prompt(p.prompt, settings, f"images.{name}.prompt"),
+                      "negative_prompt": p.negative_prompt} for name, p in asked.items()}
+    if not prompts:
+        return {}, None
+    entry = registry.get(settings.default_model)
+    if entry is None or entry.backend == "template" or entry.generator is None:
+        raise DependencyUnavailable(f"image slots are rendered with {settings.default_model!r}, which is not loaded")
+    return prompts, entry.name
 
 
 def preview_request(final: FlowRequest, settings: Settings, registry: ModelRegistry) -> FlowRequest:

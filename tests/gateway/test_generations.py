@@ -199,3 +199,85 @@ def test_readyz_is_503_when_the_database_is_gone(make_gateway: Any) -> None:
     resp = gw.client.get("/readyz")
     assert resp.status_code == 503
     assert resp.json()["type"].endswith("/unavailable")
+
+
+GLOBAL = {"headline": "Our new collection is here", "subline": "Designed for every city.", "cta": "Shop now"}
+
+
+def _decided(gateway: Any, entry_id: str) -> dict[str, Any]:
+    from sqlmodel import Session as _Session
+
+    with _Session(gateway.runtime.db) as s:
+        entry = gateway.runtime.audit.get(s, entry_id)
+    assert entry is not None
+    return dict(entry.payload)
+
+
+def test_a_template_image_slot_is_filled_by_a_diffusion_render(gateway: Any) -> None:
+    app = gateway.key()
+    body = {"template": "global-launch", "fields": GLOBAL, "seed": 3,
+            "images": {"hero": {"prompt": "mountains at dawn, wide shot"}}}
+    resp = gateway.client.post("/v1/generations", json=body, headers=app)
+    assert resp.status_code == 200, resp.text
+    payload = _decided(gateway, resp.json()["audit_entry"])
+    assert payload["request"]["image_prompts"]["hero"]["prompt"] == "mountains at dawn, wide shot"
+    hero = payload["generator"]["image_slots"]["hero"]
+    assert hero["model"] == "demo-tiny" and hero["revision"].startswith("sha256:") and hero["seed"] == 1003
+    plain = gateway.client.post("/v1/generations", json={**body, "images": None}, headers=app).json()
+    with_hero = gateway.client.get(resp.json()["assets"][0]["url"], headers=app).content
+    without = gateway.client.get(plain["assets"][0]["url"], headers=app).content
+    top = (0, 0, 1080, 600)  # the hero's box: rendered pixels there, the plain background otherwise
+    a = np.asarray(Image.open(io.BytesIO(with_hero)).convert("RGB").crop(top), dtype=np.float64)
+    b = np.asarray(Image.open(io.BytesIO(without)).convert("RGB").crop(top), dtype=np.float64)
+    assert np.abs(a - b).mean() > 10
+
+
+@pytest.mark.parametrize(
+    ("tenant", "body", "status", "expect"),
+    [
+        ("demo", {"images": {"hero": {"prompt": "a castle covered in gore"}}}, 403, "prompt.banned_term"),
+        ("restricted", {"images": {"hero": {"prompt": "mountains"}}}, 403, "image_model.not_allowed"),
+        ("demo", {"images": {"logo": {"prompt": "mountains"}}}, 422, "unknown_image_slot"),
+        ("demo", {"images": {"hero": {"prompt": " "}}}, 422, "non_empty"),
+    ],
+)
+def test_image_slot_prompts_are_governed(gateway: Any, tenant: str, body: dict, status: int, expect: str) -> None:
+    resp = gateway.client.post("/v1/generations", json={"template": "global-launch", "fields": GLOBAL, **body},
+                               headers=gateway.key(tenant))
+    assert resp.status_code == status, resp.text
+    problem = resp.json()
+    assert expect in (problem.get("codes") or [problem.get("rule")])
+
+
+def test_a_locale_batch_is_one_request_with_a_banner_per_locale(gateway: Any) -> None:
+    from generators.template_samples import SAMPLES
+
+    app = gateway.key()
+    locales = [{"locale": tag, "fields": SAMPLES[tag]} for tag in ("de", "ja", "ar", "ru")]
+    resp = gateway.client.post("/v1/generations", json={"template": "global-launch", "locales": locales, "seed": 9},
+                               headers=app)
+    assert resp.status_code == 200, resp.text
+    assert len(resp.json()["assets"]) == 4
+    payload = _decided(gateway, resp.json()["audit_entry"])
+    assert [i["locale"] for i in payload["images"]] == ["de", "ja", "ar", "ru"]
+    assert [loc["locale"] for loc in payload["request"]["locales"]] == ["de", "ja", "ar", "ru"]
+    pngs = {gateway.client.get(a["url"], headers=app).content for a in resp.json()["assets"]}
+    assert len(pngs) == 4
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "rule"),
+    [
+        ({"locales": [{"locale": "de", "fields": {**GLOBAL, "headline": "Sehr " * 40}}]}, "locales.de.fields.headline",
+         "max_chars"),
+        ({"locales": [{"locale": "de", "fields": GLOBAL}, {"locale": "DE", "fields": GLOBAL}]}, "locales.DE",
+         "unique_locale"),
+        ({"locales": [{"locale": "de", "fields": GLOBAL}], "fields": GLOBAL}, "locales", "locales_xor_fields"),
+        ({"locales": [{"locale": "de", "fields": GLOBAL}], "n": 2}, "n", "one_per_locale"),
+        ({"locales": [{"locale": f"x-{i:03d}", "fields": GLOBAL} for i in range(101)]}, "locales", "too_long"),
+    ],
+)
+def test_bad_locale_batches_name_the_locale_and_the_slot(gateway: Any, body: dict, field: str, rule: str) -> None:
+    resp = gateway.client.post("/v1/generations", json={"template": "global-launch", **body}, headers=gateway.key())
+    assert resp.status_code == 422, resp.text
+    assert (resp.json()["field"], resp.json()["rule"]) == (field, rule)

@@ -125,6 +125,24 @@ deny contains violation if {
 }
 
 # METADATA
+# title: Image-slot model not on the tenant's allow-list
+# description: A template's image slots are rendered by a diffusion model; the tenant must be allowed that model too.
+# custom:
+#   code: image_model.not_allowed
+deny contains violation if {
+	input.request.image_model != null
+	not input.request.image_model in settings.models
+	violation := {
+		"code": "image_model.not_allowed",
+		"msg": sprintf(
+			"image slots are rendered with model %q, which is not allowed for tenant %q",
+			[input.request.image_model, input.principal.tenant],
+		),
+		"rule": "mediagate.pre.model_allow_list",
+	}
+}
+
+# METADATA
 # title: Template not on the tenant's allow-list
 # custom:
 #   code: template.not_allowed

@@ -170,6 +170,16 @@ test_model_allow_list_lists_what_the_pre_policy_allows if {
 	"model.not_allowed" in codes(d)
 }
 
+test_image_slots_need_the_diffusion_model_allowed if {
+	req := object.union(template_request("spring-sale", {}), {"image_model": "demo-tiny"})
+	restricted := pre.decision with input as make_input("restricted", req, {})
+	"image_model.not_allowed" in codes(restricted)
+	demo := pre.decision with input as make_input("demo", req, {})
+	not "image_model.not_allowed" in codes(demo)
+	plain := pre.decision with input as make_input("restricted", template_request("spring-sale", {}), {})
+	not "image_model.not_allowed" in codes(plain)
+}
+
 test_template_allow_list if {
 	d := pre.decision with input as make_input("demo", template_request("spring-sale", {}), {})
 		with data.mediagate.config.tenants.demo as {"templates": ["product-square"]}
