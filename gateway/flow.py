@@ -30,7 +30,7 @@ from audit.group_commit import GroupCommitter
 from gateway.assets import AssetStore
 from gateway.auth import Principal
 from gateway.commit import commit
-from gateway.errors import DependencyUnavailable, GatewayError, PolicyDenied
+from gateway.errors import DependencyUnavailable, GatewayError, InvalidInput, PolicyDenied
 from gateway.features import PromptFeatures
 from gateway.metrics import Metrics
 from gateway.models import Asset, Generation, Review
@@ -70,6 +70,9 @@ class FlowRequest:
     image_prompts: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
     image_model: str | None = None
     locales: Sequence[Mapping[str, Any]] = field(default_factory=list)
+    # image-to-image: the released asset to start from ({"asset_id"}, the flow adds its "sha256"), and the strength
+    init_image: Mapping[str, str] | None = None
+    strength: float | None = None
 
     @property
     def text(self) -> str:
@@ -88,6 +91,7 @@ class FlowRequest:
             "end_user": self.end_user, "preview": dict(self.preview) if self.preview is not None else None,
             "image_prompts": {k: dict(v) for k, v in self.image_prompts.items()}, "image_model": self.image_model,
             "locales": [{"locale": loc["locale"], "fields": dict(loc["fields"])} for loc in self.locales],
+            "init_image": dict(self.init_image) if self.init_image is not None else None, "strength": self.strength,
         }
 
 
@@ -183,6 +187,9 @@ class Flow:
         in the audit entry's own transaction (``JobLink.complete``)."""
         timings: dict[str, float] = {}
         generation_id = new_id("gen")
+        start_image = None
+        if req.init_image is not None:  # before any decision: an unknown asset is the client's error, not audited
+            start_image, req = self._start_image(principal, req)
         with self._stage("features", timings):
             features = self.features.compute(req.text, self.policy.active.catalogue)
         base_input = {
@@ -207,14 +214,14 @@ class Flow:
         spec = GenerationSpec(
             model=req.model, width=req.width, height=req.height, n=req.n, seed=req.seed, prompt=req.prompt,
             negative_prompt=req.negative_prompt, template=req.template, fields=dict(req.fields), locale=req.locale,
-            steps=req.steps,
+            steps=req.steps, init_image=start_image, strength=req.strength,
         )
         cache_state, key = "off", None
         image_fills: dict[str, Any] = {}
         with self._stage("generate", timings):
             generator = entry_model.generator
             cached = None
-            if self.cache is not None and entry_model.backend != "template":
+            if self.cache is not None and entry_model.backend == "diffusers-txt2img":
                 key = cache_key(principal.tenant, generator.revision, spec, req.steps)
                 cached = self.cache.get(key, spec, generator.revision)
                 cache_state = "hit" if cached is not None else "miss"
@@ -330,6 +337,21 @@ class Flow:
                 policy_revision=generation.policy_revision, entry=entry, tenant=asset.tenant,
                 watermark_id=asset.watermark_id or NO_WATERMARK,
             ))
+
+    def _start_image(self, principal: Principal, req: FlowRequest) -> tuple[Image.Image, FlowRequest]:
+        """The tenant's released asset an image-to-image request starts from, at the request's size."""
+        assert req.init_image is not None
+        asset_id = req.init_image["asset_id"]
+        with Session(self.db) as session:
+            asset = session.exec(select(Asset).where(Asset.id == asset_id, Asset.tenant == principal.tenant,
+                                                     Asset.status == "released")).first()
+        if asset is None:
+            raise InvalidInput("init_image", "known_asset", f"`init_image` {asset_id!r} is not a released asset of "
+                               "this tenant")
+        image = Image.open(io.BytesIO(self.assets.get(asset.sha256))).convert("RGB")
+        if image.size != (req.width, req.height):
+            image = image.resize((req.width, req.height), Image.Resampling.LANCZOS)
+        return image, dataclasses.replace(req, init_image={"asset_id": asset_id, "sha256": asset.sha256})
 
     def _fill_image_slots(self, req: FlowRequest, template_generator: Any
                           ) -> dict[str, tuple[Image.Image, str, int]]:

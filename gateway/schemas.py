@@ -57,6 +57,8 @@ class GenerationBody(BaseModel):
     steps: int | None = Field(None, ge=1, le=500)
     run_async: bool = Field(False, alias="async")  # or the header `Prefer: respond-async`: 202 and a job
     preview: bool = False  # a fast preview-tier render now (200), the final render as a job linked to it
+    init_image: str | None = Field(None, max_length=64)  # image-to-image models: a released asset of this tenant
+    strength: float | None = Field(None, gt=0, le=1)  # image-to-image: how far from init_image (default 0.6)
     images: dict[str, ImagePrompt] | None = None  # template requests: image slots filled by a diffusion render
     locales: list[LocaleFields] | None = Field(None, min_length=1, max_length=MAX_LOCALES)  # one banner per locale
 
@@ -137,7 +139,7 @@ def to_flow_request(body: GenerationBody, settings: Settings, registry: ModelReg
         if getattr(body, name) is not None:
             raise InvalidInput(name, f"prompt_no_{name}", f"`{name}` belongs to template requests")
     return prompt_request(body.prompt, body.negative_prompt, body.model, body.n, body.size, seed, settings, registry,
-                          steps=body.steps)
+                          steps=body.steps, init_image=body.init_image, strength=body.strength)
 
 
 def _check_locales(body: GenerationBody, template: Any) -> list[dict[str, Any]]:
@@ -202,9 +204,11 @@ def preview_request(final: FlowRequest, settings: Settings, registry: ModelRegis
 
 def prompt_request(
     prompt: str, negative_prompt: str | None, model: str | None, n: int, size: str | None, seed: int,
-    settings: Settings, registry: ModelRegistry, *, steps: int | None = None,
+    settings: Settings, registry: ModelRegistry, *, steps: int | None = None, init_image: str | None = None,
+    strength: float | None = None,
 ) -> FlowRequest:
-    """Check a prompt request against the model's registry entry: its maximum size and steps."""
+    """Check a prompt request against the model's registry entry: its maximum size and steps, and for an
+    image-to-image model its starting image (a released asset of the tenant, found by the flow)."""
     _check_prompt(prompt, settings)
     if negative_prompt is not None and len(negative_prompt) > settings.max_prompt_chars:
         raise InvalidInput("negative_prompt", "max_length",
@@ -227,5 +231,15 @@ def prompt_request(
     if steps is not None and steps > limits.max_steps:
         raise InvalidInput("steps", "max_steps", f"`steps` {steps} is above model {name!r}'s limit of "
                            f"{limits.max_steps}", limit=limits.max_steps)
+    image_to_image = entry.backend == "diffusers-img2img"
+    if image_to_image and init_image is None:
+        raise InvalidInput("init_image", "required", f"model {name!r} is image-to-image: send `init_image`, the id "
+                           "of a released asset")
+    if not image_to_image and (init_image is not None or strength is not None):
+        field = "init_image" if init_image is not None else "strength"
+        raise InvalidInput(field, "model_backend", f"`{field}` is for image-to-image models; {name!r} is "
+                           f"{entry.backend}")
     return FlowRequest(kind="prompt", model=name, width=width, height=height, n=n, seed=seed, prompt=prompt,
-                       negative_prompt=negative_prompt, steps=steps if steps is not None else limits.default_steps)
+                       negative_prompt=negative_prompt, steps=steps if steps is not None else limits.default_steps,
+                       init_image={"asset_id": init_image} if init_image is not None else None,
+                       strength=(strength if strength is not None else 0.6) if image_to_image else None)

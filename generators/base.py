@@ -29,6 +29,8 @@ class GenerationSpec:
     fields: Mapping[str, str] = field(default_factory=dict)
     locale: str | None = None
     steps: int | None = None
+    init_image: Any = None  # image-to-image: the PIL image to start from (already at width x height)
+    strength: float | None = None  # image-to-image: how far from init_image (0 < strength <= 1)
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,8 @@ class DiffusersTxt2Img:
     state (timesteps, step index) on the shared pipeline object and are not thread-safe.
     """
 
+    AUTO_PIPELINE = "AutoPipelineForText2Image"  # the diffusers auto class that loads the directory for this task
+
     def __init__(
         self,
         name: str,
@@ -129,7 +131,8 @@ class DiffusersTxt2Img:
         # The gateway never talks to the hub: local_files_only below is the guarantee, the variable covers any
         # helper that only consults the environment.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from diffusers import AutoPipelineForText2Image, DiffusionPipeline
+        import diffusers
+        from diffusers import DiffusionPipeline
         from diffusers.utils import deprecation_utils
 
         # diffusers renamed `torch_dtype` to `dtype` (huggingface/diffusers#14205) and warns on the old name; older
@@ -137,9 +140,9 @@ class DiffusersTxt2Img:
         dtype_kwarg = "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
         kwargs: dict[str, Any] = {"local_files_only": True, dtype_kwarg: self.dtype}
         try:
-            pipe = AutoPipelineForText2Image.from_pretrained(str(self.model_dir), **kwargs)
-        except ValueError as exc:  # AutoPipeline knows no text-to-image task for this pipeline class
-            log.info("AutoPipelineForText2Image cannot load %s (%s); using DiffusionPipeline", self.model_dir, exc)
+            pipe = getattr(diffusers, self.AUTO_PIPELINE).from_pretrained(str(self.model_dir), **kwargs)
+        except ValueError as exc:  # AutoPipeline knows no such task for this pipeline class
+            log.info("%s cannot load %s (%s); using DiffusionPipeline", self.AUTO_PIPELINE, self.model_dir, exc)
             pipe = DiffusionPipeline.from_pretrained(str(self.model_dir), **kwargs)
         if self.scheduler is not None:
             pipe.scheduler = scheduler_class(self.scheduler).from_config(pipe.scheduler.config)
@@ -171,7 +174,15 @@ class DiffusersTxt2Img:
             raise result
         return result
 
-    def batch_key(self, spec: GenerationSpec) -> tuple[int, int, int]:
+    def extra_arguments(self, specs: Sequence[GenerationSpec]) -> dict[str, Any]:
+        """More arguments of the pipeline call for a batch (image-to-image adds its images and strength)."""
+        return {}
+
+    def steps_run(self, spec: GenerationSpec, steps: int) -> int:
+        """How many denoising steps the pipeline runs (progress reports count to this)."""
+        return steps
+
+    def batch_key(self, spec: GenerationSpec) -> tuple[Any, ...]:
         """Requests with equal keys can share one pipeline call: size and number of steps."""
         return spec.width, spec.height, spec.steps or self.default_steps
 
@@ -188,7 +199,7 @@ class DiffusersTxt2Img:
 
         if len({self.batch_key(s) for s in specs}) != 1:
             raise ValueError("a batch needs requests of one size and number of steps")
-        width, height, steps = self.batch_key(specs[0])
+        width, height, steps = self.batch_key(specs[0])[:3]
         prompts, negatives, seeds, owner = [], [], [], []
         for k, spec in enumerate(specs):
             for i in range(spec.n):
@@ -210,12 +221,14 @@ class DiffusersTxt2Img:
                 except Exception as exc:  # noqa: BLE001 - this request alone is given up
                     failed[k] = exc
 
+        total = self.steps_run(specs[0], steps)
+
         def on_step_end(_pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            tell("step", step=step + 1, of=steps)
+            tell("step", step=step + 1, of=total)
             return tensors
 
         with self._lock, torch.inference_mode():
-            tell("step", step=0, of=steps)
+            tell("step", step=0, of=total)
             generators = [torch.Generator(device=self.device).manual_seed(seed) for seed in seeds]
             output = self._pipe(
                 prompt=prompts,
@@ -228,6 +241,7 @@ class DiffusersTxt2Img:
                 generator=generators,
                 output_type="pil",
                 callback_on_step_end=on_step_end,
+                **self.extra_arguments(specs),
             )
         results: list[list[GeneratedImage] | BaseException] = [failed.get(k) or [] for k in range(len(specs))]
         for image, seed, k in zip(output.images, seeds, owner, strict=True):
@@ -236,3 +250,30 @@ class DiffusersTxt2Img:
                 out.append(GeneratedImage(image=image, index=len(out), seed=seed, model=self.name,
                                           model_revision=self.revision))
         return results
+
+
+class DiffusersImg2Img(DiffusersTxt2Img):
+    """Image-to-image with the same directory layouts (``AutoPipelineForImage2Image``): each image starts from the
+    request's ``init_image`` and moves ``strength`` of the way to the prompt (the pipeline runs
+    ``int(steps * strength)`` of the steps). Requests of one size, step count and strength share a batch."""
+
+    AUTO_PIPELINE = "AutoPipelineForImage2Image"
+
+    def check_inputs(self, spec: GenerationSpec) -> None:
+        super().check_inputs(spec)
+        if spec.init_image is None:
+            raise InvalidInput("init_image", "required", f"model {self.name!r} is image-to-image: send `init_image`")
+        if spec.strength is None or not 0 < spec.strength <= 1:
+            raise InvalidInput("strength", "strength_range", f"`strength` must be in (0, 1] but is {spec.strength}")
+        if tuple(spec.init_image.size) != (spec.width, spec.height):
+            raise InvalidInput("init_image", "init_image_size", f"`init_image` is {spec.init_image.size}, the "
+                               f"request {spec.width}x{spec.height}")
+
+    def batch_key(self, spec: GenerationSpec) -> tuple[Any, ...]:
+        return (*super().batch_key(spec), spec.strength)
+
+    def steps_run(self, spec: GenerationSpec, steps: int) -> int:
+        return max(1, int(steps * (spec.strength or 1.0)))
+
+    def extra_arguments(self, specs: Sequence[GenerationSpec]) -> dict[str, Any]:
+        return {"image": [spec.init_image for spec in specs for _ in range(spec.n)], "strength": specs[0].strength}

@@ -5,7 +5,7 @@ The registry is a YAML file in the configuration directory (``MEDIAGATE_MODEL_RE
 
     models:
       sd-turbo:
-        backend: diffusers-txt2img      # diffusers-txt2img | template
+        backend: diffusers-txt2img      # diffusers-txt2img | diffusers-img2img | template
         path: models/sd-turbo           # a diffusers pipeline directory; relative to this file
         dtype: auto                     # auto (fp16 on CUDA, fp32 on CPU) | float16 | bfloat16 | float32
         device: auto                    # auto (the first GPU, else the CPU) | cpu | cuda | cuda:1 ...
@@ -40,8 +40,9 @@ log = logging.getLogger(__name__)
 
 DEMO_MODEL = "demo-tiny"
 DEMO_PREVIEW_MODEL = "demo-tiny-preview"
+DEMO_IMG2IMG_MODEL = "demo-tiny-img2img"
 TEMPLATE_MODEL = "template"
-BACKENDS = ("diffusers-txt2img", "template")
+BACKENDS = ("diffusers-txt2img", "diffusers-img2img", "template")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _SIZE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
 
@@ -273,6 +274,8 @@ def default_specs(*, models_dir: Path, device: str, default_size: tuple[int, int
         ModelSpec(DEMO_MODEL, "diffusers-txt2img", models_dir / DEMO_MODEL, device=device, limits=demo_limits),
         ModelSpec(DEMO_PREVIEW_MODEL, "diffusers-txt2img", models_dir / DEMO_MODEL, device=device, tier="preview",
                   limits=preview_limits),
+        ModelSpec(DEMO_IMG2IMG_MODEL, "diffusers-img2img", models_dir / DEMO_MODEL, device=device,
+                  limits=demo_limits),
         ModelSpec(TEMPLATE_MODEL, "template", None),
     ]
 
@@ -298,11 +301,12 @@ def build_registry(specs: list[ModelSpec], *, template_dirs: list[Path], source:
                 raise _fail(source or Path("(built-in)"), spec.name, f"templates cannot be loaded: {exc}") from exc
             entries.append(ModelEntry(spec, TemplateGenerator(library)))
             continue
-        from generators.diffusers_txt2img import DiffusersTxt2Img
+        from generators.diffusers_txt2img import DiffusersImg2Img, DiffusersTxt2Img
 
         assert spec.path is not None
+        cls = DiffusersImg2Img if spec.backend == "diffusers-img2img" else DiffusersTxt2Img
         try:
-            generator = DiffusersTxt2Img(spec.name, spec.path, device=spec.device, dtype=spec.dtype,
+            generator = cls(spec.name, spec.path, device=spec.device, dtype=spec.dtype,
                                          default_steps=spec.limits.default_steps,
                                          guidance_scale=spec.limits.default_guidance, scheduler=spec.scheduler)
         except Exception as exc:  # noqa: BLE001 - whatever the loader raised, this model is unavailable

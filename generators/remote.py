@@ -57,8 +57,20 @@ def make_celery(broker_url: str, result_backend: str, *, visibility_timeout_s: f
 
 
 def spec_to_json(spec: GenerationSpec) -> dict[str, Any]:
-    return {"model": spec.model, "width": spec.width, "height": spec.height, "n": spec.n, "seed": spec.seed,
-            "prompt": spec.prompt, "negative_prompt": spec.negative_prompt, "steps": spec.steps}
+    out = {"model": spec.model, "width": spec.width, "height": spec.height, "n": spec.n, "seed": spec.seed,
+           "prompt": spec.prompt, "negative_prompt": spec.negative_prompt, "steps": spec.steps,
+           "strength": spec.strength, "init_image": None}
+    if spec.init_image is not None:  # image-to-image: the starting image travels as PNG
+        buf = io.BytesIO()
+        spec.init_image.save(buf, format="PNG")
+        out["init_image"] = base64.b64encode(buf.getvalue()).decode()
+    return out
+
+
+def spec_from_json(data: dict[str, Any]) -> GenerationSpec:
+    init = data.get("init_image")
+    image = Image.open(io.BytesIO(base64.b64decode(init))).convert("RGB") if init else None
+    return GenerationSpec(**{**data, "init_image": image})
 
 
 class CeleryGenerator:
@@ -111,7 +123,7 @@ def render(spec_json: dict[str, Any]) -> dict[str, Any]:
     if entry is None or entry.generator is None or entry.backend == "template":
         return {"error": f"this worker has no diffusers model {spec_json['model']!r}", "revision": None}
     try:
-        images = entry.generator.generate(GenerationSpec(**spec_json))
+        images = entry.generator.generate(spec_from_json(spec_json))
     except GatewayError as exc:  # bad input the gateway's edge did not catch: reported, not retried
         return {"error": exc.detail, "revision": entry.generator.revision}
     out = []

@@ -177,7 +177,7 @@ def test_health_ready_and_metrics(gateway: Any) -> None:
     assert gateway.client.get("/healthz").json() == {"status": "ok"}
     ready = gateway.client.get("/readyz")
     assert ready.status_code == 200
-    assert set(ready.json()["models"]) == {"demo-tiny", "demo-tiny-preview", "template"}
+    assert set(ready.json()["models"]) == {"demo-tiny", "demo-tiny-img2img", "demo-tiny-preview", "template"}
     app = gateway.key()
     generate(gateway, app)
     generate(gateway, app, prompt="gore")
@@ -281,3 +281,52 @@ def test_bad_locale_batches_name_the_locale_and_the_slot(gateway: Any, body: dic
     resp = gateway.client.post("/v1/generations", json={"template": "global-launch", **body}, headers=gateway.key())
     assert resp.status_code == 422, resp.text
     assert (resp.json()["field"], resp.json()["rule"]) == (field, rule)
+
+
+def test_image_to_image_starts_from_a_released_asset_of_the_tenant(gateway: Any) -> None:
+    app = gateway.key()
+    first = gateway.client.post("/v1/generations", json={"prompt": "a red bicycle", "seed": 21}, headers=app).json()
+    asset = first["assets"][0]
+    body = {"prompt": "a red bicycle, watercolour", "model": "demo-tiny-img2img", "init_image": asset["id"],
+            "strength": 0.5, "seed": 22}
+    resp = gateway.client.post("/v1/generations", json=body, headers=app)
+    assert resp.status_code == 200, resp.text
+    payload = _decided(gateway, resp.json()["audit_entry"])
+    assert payload["request"]["init_image"]["asset_id"] == asset["id"]
+    assert payload["request"]["init_image"]["sha256"] == _decided(gateway, first["audit_entry"])["images"][0]["sha256"]
+    assert payload["request"]["strength"] == 0.5 and payload["generator"]["cache"] == "off"
+
+    def pixels(a: dict[str, Any]) -> np.ndarray:
+        png = gateway.client.get(a["url"], headers=app).content
+        return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float64)
+
+    # the same seed and prompt: closer to the starting image at low strength than at full strength
+    far = gateway.client.post("/v1/generations", json={**body, "strength": 1.0}, headers=app).json()
+    start = pixels(asset)
+    near_diff = np.abs(pixels(resp.json()["assets"][0]) - start).mean()
+    far_diff = np.abs(pixels(far["assets"][0]) - start).mean()
+    assert near_diff < far_diff
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field", "rule"),
+    [
+        ({"model": "demo-tiny-img2img"}, 422, "init_image", "required"),
+        ({"model": "demo-tiny-img2img", "init_image": "ast_00000000000000000000"}, 422, "init_image", "known_asset"),
+        ({"init_image": "ast_00000000000000000000"}, 422, "init_image", "model_backend"),
+        ({"strength": 0.5}, 422, "strength", "model_backend"),
+        ({"model": "demo-tiny-img2img", "init_image": "x", "strength": 1.5}, 422, "strength", "less_than_equal"),
+    ],
+)
+def test_bad_image_to_image_requests(gateway: Any, body: dict, status: int, field: str, rule: str) -> None:
+    resp = gateway.client.post("/v1/generations", json={"prompt": "a cat", **body}, headers=gateway.key())
+    assert resp.status_code == status, resp.text
+    assert (resp.json()["field"], resp.json()["rule"]) == (field, rule)
+
+
+def test_another_tenants_asset_cannot_be_a_starting_image(gateway: Any) -> None:
+    theirs = gateway.client.post("/v1/generations", json={"prompt": "a red bicycle"}, headers=gateway.key("acme"))
+    asset_id = theirs.json()["assets"][0]["id"]
+    resp = gateway.client.post("/v1/generations", json={"prompt": "a cat", "model": "demo-tiny-img2img",
+                                                        "init_image": asset_id}, headers=gateway.key("demo"))
+    assert resp.status_code == 422 and resp.json()["rule"] == "known_asset"

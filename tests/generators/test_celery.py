@@ -125,3 +125,16 @@ def test_a_worker_killed_mid_task_is_replaced_and_the_request_is_audited_once(
     entries = [e for e in decided(gw) if e["request"]["prompt"] == "a slow render"]
     assert len(entries) == 1 and entries[0]["generation_id"] == resp.json()["id"]
     assert "succeeded" in (tmp_path / "worker-second.log").read_text()
+
+
+def test_an_image_to_image_request_travels_to_the_worker_whole() -> None:
+    from generators.remote import spec_from_json, spec_to_json
+
+    start = Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    spec = GenerationSpec(model="m", width=64, height=64, n=2, seed=9, prompt="p", steps=3, init_image=start,
+                          strength=0.4)
+    back = spec_from_json(json.loads(json.dumps(spec_to_json(spec))))
+    assert np.array_equal(np.asarray(back.init_image), np.asarray(start))
+    assert (back.strength, back.seed, back.n, back.steps) == (0.4, 9, 2, 3)
+    plain = spec_from_json(json.loads(json.dumps(spec_to_json(GenerationSpec(model="m", width=64, height=64)))))
+    assert plain.init_image is None and plain.strength is None

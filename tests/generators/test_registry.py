@@ -155,8 +155,9 @@ def test_serve_refuses_to_start_on_a_bad_registry(tmp_path: Path, monkeypatch: p
 
 def test_models_lists_what_the_tenants_policy_allows(gateway: Any) -> None:
     demo = gateway.client.get("/v1/models", headers=gateway.key("demo")).json()["data"]
-    assert [m["name"] for m in demo] == ["demo-tiny", "demo-tiny-preview", "template"]
-    assert [m["tier"] for m in demo] == ["final", "preview", "final"]
+    assert [m["name"] for m in demo] == ["demo-tiny", "demo-tiny-img2img", "demo-tiny-preview", "template"]
+    assert [m["tier"] for m in demo] == ["final", "final", "preview", "final"]
+    assert demo[1]["backend"] == "diffusers-img2img"
     tiny = demo[0]
     assert tiny["backend"] == "diffusers-txt2img" and tiny["revision"].startswith("sha256:")
     assert tiny["limits"]["max_width"] == 1024 and tiny["limits"]["default_size"] == "128x128"
