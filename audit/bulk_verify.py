@@ -7,10 +7,10 @@ bad entry and why, so the reasons a verifier reports never depend on this shortc
 Why it is sound. The log is cut into chunks of ``2**level`` entries, aligned so that every chunk is one perfect
 subtree of the Merkle tree. For each chunk:
 
-- the database assembles each entry's RFC 8785 envelope around the stored payload (``_ENVELOPE``), exactly what
-  ``audit.chain.entry_hash_from_text`` hashes, but only for entries whose id, timestamp, tenant, kind and previous
-  hash need no escaping in JSON (printable ASCII without quote or backslash); for any other entry it yields NULL and
-  the chunk fails over to the exact verifier;
+- each entry's RFC 8785 envelope is written around the stored payload by plain concatenation, exactly what
+  ``audit.chain.entry_hash_from_text`` hashes when the id, kind, tenant and timestamp need no escaping in JSON
+  (``_ESCAPED``: no quote, backslash or control character; ``prev_hash`` is checked to be a stored hash); a chunk
+  holding any other entry fails over to the exact verifier;
 - SHA-256 of ``0x00 || envelope`` must equal the stored hash of every entry (compared as one string per batch),
   ``seq`` must run without a gap, and each ``prev_hash`` must be the hash stored before it;
 - every perfect subtree inside the chunk is recomputed level by level and must equal the stored one, with none

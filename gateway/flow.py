@@ -229,7 +229,8 @@ class Flow:
                 images = cached
             elif req.kind == "template":
                 fills = self._fill_image_slots(req, generator)
-                images = self._generate(generator, spec, images=fills, locales=req.locales)
+                images = self._generate(generator, spec, images={slot: f[0] for slot, f in fills.items()},
+                                        locales=req.locales)
                 image_fills = {slot: {"model": req.image_model, "revision": rev, "seed": seed}
                                for slot, (_, rev, seed) in fills.items()}
             else:
@@ -376,18 +377,18 @@ class Flow:
             fills[slot] = (image.image, image.model_revision, seed)
         return fills
 
-    def _generate(self, generator: Any, spec: GenerationSpec, *, images: Mapping[str, Any] | None = None,
+    def _generate(self, generator: Any, spec: GenerationSpec, *, images: Mapping[str, Image.Image] | None = None,
                   locales: Sequence[Mapping[str, Any]] = ()) -> list[GeneratedImage]:
+        """Run the generator; ``images`` (template image slots) and ``locales`` are for the template generator."""
         start = time.perf_counter()
         expected = len(locales) or spec.n
         try:
             if locales:  # one banner per locale, in one call (fonts, background, layers and images drawn once)
-                images_out = generator.render_locales(
-                    spec.template, [(loc["locale"], loc["fields"]) for loc in locales], seed=spec.seed,
-                    images={slot: fill[0] for slot, fill in (images or {}).items()})
-                generated = [b.generated for b in images_out]
+                banners = generator.render_locales(
+                    spec.template, [(loc["locale"], loc["fields"]) for loc in locales], seed=spec.seed, images=images)
+                generated = [b.generated for b in banners]
             elif images:
-                generated = list(generator.generate(spec, images={slot: f[0] for slot, f in images.items()}))
+                generated = list(generator.generate(spec, images=images))
             else:
                 generated = list(generator.generate(spec))
         except GatewayError:

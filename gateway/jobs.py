@@ -20,7 +20,6 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -30,7 +29,7 @@ from sqlmodel import Session, col, select
 from gateway.auth import Principal
 from gateway.errors import DependencyUnavailable, GatewayError, PolicyDenied
 from gateway.flow import Flow, FlowRequest, JobLink
-from gateway.models import Job, JobEvent
+from gateway.models import Job, JobEvent, utcnow
 from generators.base import progress
 
 log = logging.getLogger(__name__)
@@ -46,10 +45,6 @@ class JobCancelled(GatewayError):
 
 class StaleAttempt(RuntimeError):
     """The job is no longer this attempt's to complete (cancelled, or claimed again): its commit must not happen."""
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class JobRunner:
@@ -94,7 +89,7 @@ class JobRunner:
         with Session(self.db) as session:
             cancelled = session.execute(text(
                 "UPDATE jobs SET status = 'cancelled', finished_at = :now WHERE id = :id AND tenant = :tenant "
-                "AND status = 'queued'"), {"id": job_id, "tenant": tenant, "now": _now()})
+                "AND status = 'queued'"), {"id": job_id, "tenant": tenant, "now": utcnow()})
             if cancelled.rowcount:  # type: ignore[attr-defined]
                 session.add(JobEvent(job_id=job_id, type="cancelled", data_json='{"while": "queued"}'))
             else:
@@ -126,7 +121,7 @@ class JobRunner:
             stuck = session.exec(select(Job).where(Job.status == "running")).all()
             for job in stuck:
                 if job.attempts >= job.max_attempts:
-                    job.status, job.finished_at = "failed", _now()
+                    job.status, job.finished_at = "failed", utcnow()
                     job.error_json = json.dumps({"detail": f"interrupted {job.attempts} times; not retried"})
                     session.add(JobEvent(job_id=job.id, type="failed", data_json=job.error_json))
                 else:
@@ -156,7 +151,7 @@ class JobRunner:
             row = session.execute(text(
                 "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = :now "
                 "WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, id LIMIT 1) "
-                "AND status = 'queued' RETURNING id, attempts"), {"now": _now()}).first()
+                "AND status = 'queued' RETURNING id, attempts"), {"now": utcnow()}).first()
             if row is None:
                 session.rollback()
                 return None
@@ -213,7 +208,7 @@ class JobRunner:
             done = session.execute(text(
                 "UPDATE jobs SET status = 'completed', generation_id = :gen, decision = :decision, finished_at = :now "
                 "WHERE id = :id AND status = 'running' AND attempts = :attempt AND cancel_requested = :no"),
-                {"gen": generation_id, "decision": decision, "now": _now(), "id": job_id, "attempt": attempt,
+                {"gen": generation_id, "decision": decision, "now": utcnow(), "id": job_id, "attempt": attempt,
                  "no": False})
             if not done.rowcount:  # type: ignore[attr-defined]
                 raise JobCancelled(f"job {job_id} attempt {attempt} no longer runs (cancelled or claimed again)")
@@ -226,7 +221,7 @@ class JobRunner:
             session.execute(text(
                 "UPDATE jobs SET status = :status, error_json = :error, finished_at = :now "
                 "WHERE id = :id AND status = 'running' AND attempts = :attempt"),
-                {"status": status, "error": json.dumps(detail), "now": _now(), "id": job_id, "attempt": attempt})
+                {"status": status, "error": json.dumps(detail), "now": utcnow(), "id": job_id, "attempt": attempt})
             session.add(JobEvent(job_id=job_id, type=status, data_json=json.dumps(detail)))
             session.commit()
 
