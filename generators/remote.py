@@ -18,11 +18,12 @@ import base64
 import io
 import logging
 import os
+import time
 from typing import Any
 
 from PIL import Image
 
-from generators.base import GeneratedImage, GenerationSpec
+from generators.base import GeneratedImage, GenerationSpec, progress, report
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class CeleryGenerator:
 
         result = self.app.send_task(TASK, args=[spec_to_json(spec)], queue=QUEUE)
         try:
-            out = result.get(timeout=self.timeout_s, propagate=True)
+            out = self._wait(result)
         finally:
             result.forget()
         if out.get("error"):
@@ -95,6 +96,28 @@ class CeleryGenerator:
         return [GeneratedImage(image=Image.open(io.BytesIO(base64.b64decode(i["png"]))).convert("RGB"),
                                index=i["index"], seed=i["seed"], model=self.name, model_revision=out["revision"])
                 for i in out["images"]]
+
+    def _wait(self, result: Any) -> dict[str, Any]:
+        """The task's result; meanwhile the worker's step reports are passed on to this request's progress sink
+        (which may raise to cancel: the gateway then stops waiting, and the render's result is dropped)."""
+        from celery import states
+
+        from gateway.errors import DependencyUnavailable
+
+        deadline = time.monotonic() + self.timeout_s
+        seen = None
+        while (meta := result.backend.get_task_meta(result.id))["status"] not in states.READY_STATES:
+            if meta["status"] == "PROGRESS" and meta["result"] != seen:  # one read of the backend per look
+                seen = meta["result"]
+                report("step", step=seen["step"], of=seen["of"])
+            if time.monotonic() > deadline:
+                raise DependencyUnavailable(f"no render from a worker within {self.timeout_s} s")
+            time.sleep(_POLL_S)
+        out: dict[str, Any] = result.get(timeout=self.timeout_s, propagate=True)
+        return out
+
+
+_POLL_S = 0.05  # how often the gateway looks at a task's state while waiting
 
 
 # -- the worker's side ---------------------------------------------------------------------------------------------
@@ -115,8 +138,24 @@ def worker_registry() -> Any:
     return _registry
 
 
-def render(spec_json: dict[str, Any]) -> dict[str, Any]:
-    """The task body: render one request with the worker's model; PNGs travel back base64-encoded."""
+def render(task: Any, spec_json: dict[str, Any]) -> dict[str, Any]:
+    """The task body: render one request with the worker's model; PNGs travel back base64-encoded. Diffusion steps
+    are published as the task's PROGRESS state, which the waiting gateway passes on (``CeleryGenerator._wait``)."""
+
+    task_id = task.request.id  # the micro-batcher reports from its own thread, where the task context is unset
+
+    def publish(kind: str, data: dict[str, Any]) -> None:
+        if kind == "step":
+            task.update_state(task_id=task_id, state="PROGRESS", meta={"step": data["step"], "of": data["of"]})
+
+    token = progress.set(publish)
+    try:
+        return _render(spec_json)
+    finally:
+        progress.reset(token)
+
+
+def _render(spec_json: dict[str, Any]) -> dict[str, Any]:
     from gateway.errors import GatewayError
 
     entry = worker_registry().get(spec_json["model"])
@@ -135,4 +174,4 @@ def render(spec_json: dict[str, Any]) -> dict[str, Any]:
 
 
 def register_task(app: Any) -> None:
-    app.task(name=TASK)(render)
+    app.task(name=TASK, bind=True)(render)

@@ -112,7 +112,7 @@ def test_a_worker_killed_mid_task_is_replaced_and_the_request_is_audited_once(
     started = False
     while not started and time.monotonic() < deadline:  # the task is running on the first worker...
         for key in set(backend.keys("celery-task-meta-*")) - before:
-            started |= json.loads(backend.get(key) or b"{}").get("status") == "STARTED"
+            started |= json.loads(backend.get(key) or b"{}").get("status") in ("STARTED", "PROGRESS")  # running
         time.sleep(0.05)
     assert started, "the task never started"
     first.send_signal(signal.SIGKILL)  # ...which dies mid-render
@@ -138,3 +138,20 @@ def test_an_image_to_image_request_travels_to_the_worker_whole() -> None:
     assert (back.strength, back.seed, back.n, back.steps) == (0.4, 9, 2, 3)
     plain = spec_from_json(json.loads(json.dumps(spec_to_json(GenerationSpec(model="m", width=64, height=64)))))
     assert plain.init_image is None and plain.strength is None
+
+
+def test_a_job_rendered_on_a_worker_streams_its_diffusion_steps(start_worker: Any, make_gateway: Any,
+                                                               models_dir: Path, redis_url: str,
+                                                               tmp_path: Path) -> None:
+    start_worker("steps")
+    gw = make_gateway(registry=build_registry(remote_settings(tmp_path, models_dir, redis_url)), job_workers=0,
+                      prompt_cache=False)
+    app = gw.key()
+    job_id = gw.client.post("/v1/generations", json={"prompt": "a red bicycle", "steps": 6, "size": "256x256",
+                                                     "async": True}, headers=app).json()["id"]
+    assert gw.runtime.jobs.run_once()
+    events = gw.client.get(f"/v1/jobs/{job_id}/events", headers=app).text
+    steps = [json.loads(line.removeprefix("data: ")) for block in events.split("\n\n") if "event: step" in block
+             for line in block.splitlines() if line.startswith("data: ")]
+    assert steps and {s["of"] for s in steps} == {6} and steps[-1]["step"] == 6  # the worker's steps, passed on
+    assert "event: completed" in events
