@@ -38,9 +38,9 @@ from gateway.policy.base import PolicyDecision, Reason
 from gateway.policy.manager import PolicyManager
 from gateway.provenance import Provenance
 from gateway.render_cache import RenderCacheStore, cache_key
+from gateway.scoring import Scoring, expected_texts
 from generators.base import GeneratedImage, GenerationSpec, report
 from generators.registry import ModelRegistry
-from quality.base import Scorer, score_images
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ class FlowRequest:
     # image-to-image: the released asset to start from ({"asset_id"}, the flow adds its "sha256"), and the strength
     init_image: Mapping[str, str] | None = None
     strength: float | None = None
+    brand: str | None = None  # the tenant's brand kit: scored against, and its release thresholds apply
 
     @property
     def text(self) -> str:
@@ -92,6 +93,7 @@ class FlowRequest:
             "image_prompts": {k: dict(v) for k, v in self.image_prompts.items()}, "image_model": self.image_model,
             "locales": [{"locale": loc["locale"], "fields": dict(loc["fields"])} for loc in self.locales],
             "init_image": dict(self.init_image) if self.init_image is not None else None, "strength": self.strength,
+            "brand": self.brand,
         }
 
 
@@ -153,7 +155,7 @@ def encode_png(image: Image.Image) -> bytes:
 class Flow:
     def __init__(
         self, *, db: Engine, committer: GroupCommitter, policy: PolicyManager, features: PromptFeatures,
-        registry: ModelRegistry, scorers: Sequence[Scorer], audit: AuditStore, assets: AssetStore, metrics: Metrics,
+        registry: ModelRegistry, scoring: Scoring, audit: AuditStore, assets: AssetStore, metrics: Metrics,
         provenance: Provenance, cache: RenderCacheStore | None = None,
     ) -> None:
         self.provenance = provenance
@@ -163,7 +165,7 @@ class Flow:
         self.policy = policy
         self.features = features
         self.registry = registry
-        self.scorers = list(scorers)
+        self.scoring = scoring
         self.audit = audit
         self.assets = assets
         self.metrics = metrics
@@ -190,6 +192,7 @@ class Flow:
         start_image = None
         if req.init_image is not None:  # before any decision: an unknown asset is the client's error, not audited
             start_image, req = self._start_image(principal, req)
+        brand_kit = self.scoring.brand_kit(principal.tenant, req.brand)  # likewise an unknown brand
         with self._stage("features", timings):
             features = self.features.compute(req.text, self.policy.active.catalogue)
         base_input = {
@@ -243,10 +246,10 @@ class Flow:
                 marked = self.provenance.mark(images)
             images, marks = [m.image for m in marked], [m.watermark_id for m in marked]
         with self._stage("score", timings):
-            cards = score_images(
-                self.scorers, [g.image for g in images],
-                observe=lambda name, s: self.metrics.scoring_seconds.labels(name).observe(s),
-            )
+            context = self.scoring.context(
+                principal, kind=req.kind, prompt=req.prompt, brand=brand_kit,
+                images=expected_texts(req.kind, req.fields, req.locale, req.locales, len(images)))
+            cards = self.scoring.score([g.image for g in images], context)
         release_input = {
             **base_input,
             "obligations": dict(pre.obligations),

@@ -30,6 +30,7 @@ from gateway.provenance import Provenance
 from gateway.render_cache import RenderCacheStore
 from gateway.retention import RetentionJob
 from gateway.schemas import parse_size
+from gateway.scoring import BrandDirectory, Scoring, build_brands, build_scorers
 from gateway.settings import Settings
 from generators.registry import (
     DEMO_MODEL,
@@ -53,7 +54,7 @@ class Runtime:
     committer: GroupCommitter
     policy: PolicyManager
     registry: ModelRegistry
-    scorers: list[Scorer]
+    scoring: Scoring
     audit: SqlAuditStore
     assets: LocalAssetStore
     metrics: Metrics
@@ -83,6 +84,10 @@ class Runtime:
             self.watcher = None
 
     @property
+    def scorers(self) -> list[Scorer]:
+        return self.scoring.scorers
+
+    @property
     def external_policy(self) -> bool:
         """An OPA server serving its own bundle decides which revision is active, not this gateway."""
         return self.settings.policy_engine == "opa" and self.settings.opa_mode == "bundle"
@@ -101,17 +106,6 @@ class Runtime:
         entry = self.registry.get(TEMPLATE_MODEL)
         assert entry is not None
         return entry.generator.library  # type: ignore[attr-defined,union-attr]
-
-
-def build_scorers(names: list[str]) -> list[Scorer]:
-    from quality.nsfw import OpenNsfwScorer
-    from quality.perceptual import PerceptualScorer
-
-    known: dict[str, Any] = {"perceptual": PerceptualScorer, "nsfw": OpenNsfwScorer}
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ValueError(f"MEDIAGATE_SCORERS names unknown scorers {unknown}; known: {sorted(known)}")
-    return [known[n]() for n in names]
 
 
 def registry_specs(settings: Settings) -> tuple[list[ModelSpec], Path | None]:
@@ -196,7 +190,7 @@ def build_matcher(settings: Settings) -> ConceptSimilarity:
 
 def build_runtime(
     settings: Settings, *, registry: ModelRegistry | None = None, scorers: list[Scorer] | None = None,
-    metrics: Metrics | None = None, matcher: ConceptSimilarity | None = None,
+    metrics: Metrics | None = None, matcher: ConceptSimilarity | None = None, brands: BrandDirectory | None = None,
 ) -> Runtime:
     """Open the database, activate the policy bundle, load models and scorers. Fails loudly on any bad part."""
     ensure_signing_keys(settings)
@@ -219,7 +213,8 @@ def build_runtime(
     try:
         policy.start(settings.policy_dir)
         registry = registry if registry is not None else build_registry(settings, metrics)
-        scorers = scorers if scorers is not None else build_scorers(settings.scorers)
+        brands = brands if brands is not None else build_brands(settings)
+        scorers = scorers if scorers is not None else build_scorers(settings)
         features = PromptFeatures(matcher if matcher is not None else build_matcher(settings), metrics,
                                   cache_size=settings.features_cache_size)
     except BaseException:
@@ -239,7 +234,8 @@ def build_runtime(
         raise
     cache = (RenderCacheStore(db, ttl_s=settings.prompt_cache_ttl_s, max_entries=settings.prompt_cache_max_entries)
              if settings.prompt_cache else None)
-    flow = Flow(db=db, committer=committer, policy=policy, features=features, registry=registry, scorers=scorers,
+    scoring = Scoring(scorers=scorers, brands=brands, policy=policy, metrics=metrics)
+    flow = Flow(db=db, committer=committer, policy=policy, features=features, registry=registry, scoring=scoring,
                 audit=audit, assets=assets, metrics=metrics, provenance=provenance, cache=cache)
     checkpointer = Checkpointer(db, load_checkpoint_private_key(settings.keys.checkpoint_key),
                                 directory=settings.checkpoint_dir, every_n=settings.checkpoint_every_n,
@@ -247,5 +243,5 @@ def build_runtime(
     retention = RetentionJob(db=db, committer=committer, audit=audit, policy=policy, assets=assets,
                              interval_s=settings.retention_interval_s, cache=cache)
     jobs = JobRunner(db, flow, workers=settings.job_workers, max_attempts=settings.job_max_attempts)
-    return Runtime(settings, db, committer, policy, registry, scorers, audit, assets, metrics, flow, checkpointer,
+    return Runtime(settings, db, committer, policy, registry, scoring, audit, assets, metrics, flow, checkpointer,
                    retention, jobs)

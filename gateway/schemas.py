@@ -6,6 +6,7 @@ Each failure is an ``InvalidInput`` naming the field and the rule.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any, Literal
 
@@ -61,6 +62,7 @@ class GenerationBody(BaseModel):
     strength: float | None = Field(None, gt=0, le=1)  # image-to-image: how far from init_image (default 0.6)
     images: dict[str, ImagePrompt] | None = None  # template requests: image slots filled by a diffusion render
     locales: list[LocaleFields] | None = Field(None, min_length=1, max_length=MAX_LOCALES)  # one banner per locale
+    brand: str | None = Field(None, min_length=1, max_length=64)  # the tenant's brand kit the images are scored with
 
 
 class OpenAIImagesBody(BaseModel):
@@ -131,15 +133,17 @@ def to_flow_request(body: GenerationBody, settings: Settings, registry: ModelReg
         image_prompts, image_model = _check_image_prompts(body, template, settings, registry)
         return FlowRequest(kind="template", model=TEMPLATE_MODEL, width=template.width, height=template.height,
                            n=body.n, seed=seed, template=body.template, fields=fields, locale=body.locale,
-                           image_prompts=image_prompts, image_model=image_model, locales=locales)
+                           image_prompts=image_prompts, image_model=image_model, locales=locales,
+                           brand=body.brand)
     assert body.prompt is not None
     if body.fields is not None:
         raise InvalidInput("fields", "prompt_no_fields", "`fields` belongs to template requests")
     for name in ("images", "locales"):
         if getattr(body, name) is not None:
             raise InvalidInput(name, f"prompt_no_{name}", f"`{name}` belongs to template requests")
-    return prompt_request(body.prompt, body.negative_prompt, body.model, body.n, body.size, seed, settings, registry,
-                          steps=body.steps, init_image=body.init_image, strength=body.strength)
+    req = prompt_request(body.prompt, body.negative_prompt, body.model, body.n, body.size, seed, settings, registry,
+                         steps=body.steps, init_image=body.init_image, strength=body.strength)
+    return dataclasses.replace(req, brand=body.brand)
 
 
 def _check_locales(body: GenerationBody, template: Any) -> list[dict[str, Any]]:
@@ -199,7 +203,8 @@ def preview_request(final: FlowRequest, settings: Settings, registry: ModelRegis
         raise InvalidInput("preview", "preview_model_available", "no preview-tier model is loaded (registry `tier: "
                            "preview`, or MEDIAGATE_PREVIEW_MODEL)")
     assert final.prompt is not None
-    return prompt_request(final.prompt, final.negative_prompt, name, final.n, None, final.seed, settings, registry)
+    req = prompt_request(final.prompt, final.negative_prompt, name, final.n, None, final.seed, settings, registry)
+    return dataclasses.replace(req, brand=final.brand)
 
 
 def prompt_request(

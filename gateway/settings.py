@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     demo_default_size: str = "128x128"
     demo_steps: int = 2
     scorers: list[str] = Field(default_factory=lambda: ["perceptual", "nsfw"])
+    # POST /v1/score: images per request, the request's size, and each image's decoded size.
+    score_max_images: int = Field(default=16, ge=1, le=256)
+    score_max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    score_max_pixels: int = Field(default=16_777_216, ge=4096)
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

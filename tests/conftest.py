@@ -32,9 +32,10 @@ def shared_registry(models_dir: Path) -> Any:
 
 @pytest.fixture(scope="session")
 def shared_scorers() -> Any:
-    from gateway.runtime import build_scorers
+    from gateway.scoring import build_scorers
+    from gateway.settings import Settings
 
-    return build_scorers(["perceptual", "nsfw"])
+    return build_scorers(Settings(scorers=["perceptual", "nsfw"]))
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,9 @@ reported exactly like no record (never another tenant's data), and so is one tha
 from __future__ import annotations
 
 import hashlib
-import io
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Request, UploadFile
-from PIL import Image, UnidentifiedImageError
 from sqlmodel import Session, col, or_, select
 from starlette.concurrency import run_in_threadpool
 
@@ -21,10 +19,10 @@ from audit.c2pa_manifest import ManifestError, ManifestReport
 from audit.proofs import entry_document, inclusion_document
 from gateway.auth import Principal, authenticate
 from gateway.deps import RuntimeDep
-from gateway.errors import InvalidInput, PayloadTooLarge
 from gateway.models import Asset, Generation, Review
 from gateway.provenance import decode_mark
 from gateway.runtime import Runtime
+from gateway.uploads import open_image
 
 router = APIRouter(tags=["provenance"])
 
@@ -41,24 +39,8 @@ def _principal(request: Request, rt: Runtime) -> Principal | None:
     return principal
 
 
-def _open(data: bytes, max_pixels: int) -> Image.Image:
-    if not data:
-        raise InvalidInput("image", "non_empty", "`image` is empty")
-    try:
-        image = Image.open(io.BytesIO(data))
-        if image.width * image.height > max_pixels:
-            raise PayloadTooLarge(f"`image` is {image.width}x{image.height}; the limit is {max_pixels} pixels",
-                                  field="image", rule="max_pixels", limit=max_pixels)
-        image.load()
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise InvalidInput("image", "image_format", f"`image` is not an image this gateway can read: {exc}") from exc
-    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
-        raise InvalidInput("image", "image_integrity", f"`image` is truncated or corrupt: {exc}") from exc
-    return image
-
-
 def verify_image(rt: Runtime, principal: Principal | None, data: bytes) -> dict[str, Any]:
-    image = _open(data, rt.settings.provenance_max_pixels)
+    image = open_image(data, field="image", max_pixels=rt.settings.provenance_max_pixels)
     mime = next((m for magic, m in MIME.items() if data.startswith(magic)), None)
     reasons: list[str] = []
     c2pa: dict[str, Any] = {"present": False}

@@ -46,8 +46,9 @@ class ExplodingScorer:
 
     name = "exploding"
     version = "1"
+    fields: dict[str, Any] = {"x": "float"}
 
-    def score(self, images: Sequence[Image.Image]) -> list[dict[str, float]]:
+    def score(self, images: Sequence[Image.Image], context: Any) -> list[dict[str, float]]:
         raise RuntimeError("model weights unreadable")
 
 

@@ -20,6 +20,14 @@ thresholds := object.union(
 )
 
 # METADATA
+# title: What the scorers compare images with
+# description: |
+#   The tenant's banned terms, which the OCR scorer looks for in text rendered in the image. Input: {principal}.
+#   The gateway asks for it before scoring; no answer means no scoring (fail closed).
+# entrypoint: true
+score_context := {"banned_terms": settings.banned_terms}
+
+# METADATA
 # title: NSFW probability above the reject threshold
 # custom:
 #   code: safety.nsfw_reject
