@@ -11,7 +11,18 @@ from fastapi import FastAPI
 from gateway.metrics import Metrics
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware
 from gateway.problems import install_problem_handlers
-from gateway.routes import assets, audit, generations, health, openai_images, policies, provenance, reviews, score
+from gateway.routes import (
+    assets,
+    audit,
+    batches,
+    generations,
+    health,
+    openai_images,
+    policies,
+    provenance,
+    reviews,
+    score,
+)
 from gateway.runtime import Runtime, build_runtime
 from gateway.settings import Settings
 
@@ -44,11 +55,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         description="Governance-first quality and safety gateway for AI media generation.",
     )
     install_problem_handlers(app)
-    for module in (health, generations, openai_images, assets, reviews, audit, policies, provenance, score):
+    for module in (health, generations, openai_images, assets, reviews, audit, policies, provenance, score,
+                   batches):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes,
                        overrides={"/v1/policies": settings.policy_max_bundle_bytes,
                                   "/v1/provenance/verify": settings.provenance_max_upload_bytes,
-                                  "/v1/score": settings.score_max_upload_bytes})
+                                  "/v1/score": settings.score_max_upload_bytes,
+                                  "/v1/batches": settings.batch_max_bytes})
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -63,15 +63,24 @@ class JobRunner:
     # -- accepting, reading, cancelling ----------------------------------------------------------------------------
 
     def submit(self, principal: Principal, req: FlowRequest) -> Job:
-        job = Job(id="job_" + secrets.token_hex(10), tenant=principal.tenant, key_id=principal.key_id,
-                  role=principal.role, request_json=json.dumps(req.as_dict()), max_attempts=self.max_attempts)
         with Session(self.db) as session:
-            session.add(job)
-            session.add(JobEvent(job_id=job.id, type="queued", data_json=json.dumps({"model": req.model})))
+            job = self.add(session, principal, req)
             session.commit()
             session.refresh(job)
-        self._wake.set()
+        self.wake()
         return job
+
+    def add(self, session: Session, principal: Principal, req: FlowRequest) -> Job:
+        """Queue a job in the caller's transaction (a batch queues its rows with its own audit entry); call
+        :meth:`wake` after the commit."""
+        job = Job(id="job_" + secrets.token_hex(10), tenant=principal.tenant, key_id=principal.key_id,
+                  role=principal.role, request_json=json.dumps(req.as_dict()), max_attempts=self.max_attempts)
+        session.add(job)
+        session.add(JobEvent(job_id=job.id, type="queued", data_json=json.dumps({"model": req.model})))
+        return job
+
+    def wake(self) -> None:
+        self._wake.set()
 
     def get(self, job_id: str, tenant: str) -> Job | None:
         with Session(self.db) as session:

@@ -178,3 +178,39 @@ class RenderCacheImage(SQLModel, table=True):
     index: int = Field(primary_key=True)
     seed: int
     png: bytes
+
+
+class Batch(SQLModel, table=True):
+    """A campaign feed (``POST /v1/batches``): validated before anything runs, then one job per accepted row.
+
+    ``feed_report_json`` is the feed validation report (great-expectations, row- and column-level errors);
+    ``cards_report_json`` the score-card suite's report, stored once every row's job has finished."""
+
+    __tablename__ = "batches"
+
+    id: str = Field(primary_key=True)
+    tenant: str = Field(index=True)
+    key_id: str
+    status: str = Field(default="running", index=True)  # running | completed
+    partial: bool = False
+    feed_sha256: str
+    feed_format: str  # csv | json
+    rows_total: int
+    rows_accepted: int
+    rows_rejected: int
+    feed_report_json: str
+    cards_report_json: str | None = None
+    audit_entry_id: str
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    finished_at: datetime | None = None
+
+
+class BatchItem(SQLModel, table=True):
+    """One accepted row of a batch and the job that renders it."""
+
+    __tablename__ = "batch_items"
+
+    batch_id: str = Field(primary_key=True, foreign_key="batches.id")
+    row: int = Field(primary_key=True)  # 1-based data row of the feed, as the client numbers it
+    sku: str
+    job_id: str = Field(index=True, foreign_key="jobs.id")

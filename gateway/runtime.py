@@ -16,7 +16,9 @@ from audit.group_commit import GroupCommitter
 from audit.keys import KeyMaterialError, SigningPaths, init_signing, load_checkpoint_private_key
 from audit.sql_store import SqlAuditStore
 from gateway.assets import LocalAssetStore
+from gateway.batches import BatchService
 from gateway.db import prepare_database
+from gateway.errors import DependencyUnavailable
 from gateway.features import ConceptSimilarity, PromptFeatures
 from gateway.flow import Flow
 from gateway.jobs import JobRunner
@@ -29,7 +31,7 @@ from gateway.policy.watcher import BundleWatcher
 from gateway.provenance import Provenance
 from gateway.render_cache import RenderCacheStore
 from gateway.retention import RetentionJob
-from gateway.schemas import parse_size
+from gateway.schemas import feed_row_request, parse_size
 from gateway.scoring import BrandDirectory, Scoring, build_brands, build_scorers
 from gateway.settings import Settings
 from generators.registry import (
@@ -62,6 +64,7 @@ class Runtime:
     checkpointer: Checkpointer
     retention: RetentionJob
     jobs: JobRunner
+    batches: BatchService
     watcher: BundleWatcher | None = None
 
     def start_background(self) -> None:
@@ -243,5 +246,17 @@ def build_runtime(
     retention = RetentionJob(db=db, committer=committer, audit=audit, policy=policy, assets=assets,
                              interval_s=settings.retention_interval_s, cache=cache)
     jobs = JobRunner(db, flow, workers=settings.job_workers, max_attempts=settings.job_max_attempts)
+
+    def templates() -> Any:
+        entry = registry.get(TEMPLATE_MODEL)
+        if entry is None or entry.generator is None:
+            raise DependencyUnavailable("the template generator is not loaded")
+        return entry.generator.library  # type: ignore[attr-defined]
+
+    batches = BatchService(
+        db=db, committer=committer, audit=audit, jobs=jobs, scoring=scoring, templates=templates,
+        to_request=lambda library, row: feed_row_request(row, settings, registry, library),
+        max_rows=settings.batch_max_rows)
+    jobs.on_finished = batches.job_finished
     return Runtime(settings, db, committer, policy, registry, scoring, audit, assets, metrics, flow, checkpointer,
-                   retention, jobs)
+                   retention, jobs, batches)

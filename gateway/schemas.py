@@ -10,7 +10,7 @@ import dataclasses
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.errors import DependencyUnavailable, InvalidInput, NotFound
 from gateway.flow import FlowRequest, random_seed
@@ -248,3 +248,15 @@ def prompt_request(
                        negative_prompt=negative_prompt, steps=steps if steps is not None else limits.default_steps,
                        init_image={"asset_id": init_image} if init_image is not None else None,
                        strength=(strength if strength is not None else 0.6) if image_to_image else None)
+
+
+def feed_row_request(row: dict[str, Any], settings: Settings, registry: ModelRegistry, templates: Any) -> FlowRequest:
+    """A campaign-feed row (``template``, ``fields``, ``locale``, ``brand``) through the same checks as a template
+    request to ``POST /v1/generations``."""
+    try:
+        body = GenerationBody.model_validate(row)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "row"
+        raise InvalidInput(field, str(first["type"]), f"`{field}`: {first['msg']}") from exc
+    return to_flow_request(body, settings, registry, templates)

@@ -59,7 +59,9 @@ class Scorer(Protocol):
 
     name: str
     version: str
-    fields: Mapping[str, FieldType]
+
+    @property
+    def fields(self) -> Mapping[str, FieldType]: ...
 
     def score(self, images: Sequence[Image.Image], context: ScoreContext) -> list[dict[str, ScoreValue]]: ...
 

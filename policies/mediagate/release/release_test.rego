@@ -129,3 +129,10 @@ test_named_brand_without_brand_score_is_reviewed if {
 	d.outcome == "review"
 	"brand.score_missing" in codes(d)
 }
+
+test_score_context_names_the_tenants_banned_terms if {
+	ctx := release.score_context with input as {"principal": {"tenant": "acme"}}
+	ctx.banned_terms == data.mediagate.config.tenants.acme.banned_terms
+	dflt := release.score_context with input as {"principal": {"tenant": "nobody"}}
+	dflt.banned_terms == data.mediagate.config.defaults.banned_terms
+}
