@@ -1,10 +1,11 @@
 """Campaign feeds (``POST /v1/batches``): validated before anything is generated, then one async job per row.
 
-A feed is parsed and checked with great-expectations (``quality.feeds``: one expectation suite per template, plus
-the template's own render checks). An invalid feed generates nothing and is answered with its row- and column-level
-errors, unless the caller asked for ``partial``: then only the valid rows run. Accepting a batch is one transaction:
-the batch, its rows, their jobs and the ``batch.accepted`` audit entry commit together or not at all. When the last
-row's job has finished, a second suite checks the batch's score cards and its report is stored with the batch.
+A feed is parsed (``quality.feeds``) and checked with great-expectations (``quality.feed_suite``: one suite per
+template, plus the template's own render checks). An invalid feed generates nothing and is answered with its row-
+and column-level errors, unless the caller asked for ``partial``: then only the valid rows run. Accepting a batch is
+one transaction: the batch, its rows, their jobs and the ``batch.accepted`` audit entry commit together or not at
+all. When the last row's job has finished, a second suite (``quality.card_suite``) checks the batch's score cards and
+its report is stored with the batch.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ class BatchService:
     def submit(self, principal: Principal, data: bytes, content_type: str, *, partial: bool,
                brand: str | None) -> tuple[Batch, dict[str, Any]]:
         """Validate the feed and queue its runnable rows; refuse the whole feed (422) when nothing may run."""
-        from quality.feeds import parse_feed, validate_feed
+        from quality.feed_suite import validate_feed
+        from quality.feeds import parse_feed
 
         self.scoring.brand_kit(principal.tenant, brand)  # an unknown brand refuses the feed before validation
         feed = parse_feed(data, content_type, max_rows=self.max_rows)
@@ -138,7 +140,7 @@ class BatchService:
             if any(job.status not in TERMINAL for job in jobs):
                 return False
             cards = self._cards(session, [j.generation_id for j in jobs if j.generation_id])
-        from quality.feeds import validate_cards
+        from quality.card_suite import validate_cards
 
         report = validate_cards(cards) if cards else {"success": True, "images": 0, "note": "no images were scored"}
         with Session(self.db) as session:  # conditional: two finishing workers store one report
