@@ -62,6 +62,25 @@ reject contains reason if {
 }
 
 # METADATA
+# title: Exposed nudity above the reject threshold
+# description: nudenet's highest confidence for an exposed intimate body part (scores.nudity.exposed_max).
+# custom:
+#   code: safety.exposed_reject
+reject contains reason if {
+	some image in input.images
+	p := image.card.scores.nudity.exposed_max
+	p >= thresholds.exposed_reject
+	reason := {
+		"code": "safety.exposed_reject",
+		"msg": sprintf(
+			"image %d: exposed nudity detected (%v, confidence %s >= %s)",
+			[image.index, image.card.scores.nudity.labels, lib.num(p), lib.num(thresholds.exposed_reject)],
+		),
+		"rule": "mediagate.release.exposed_reject",
+	}
+}
+
+# METADATA
 # title: A scorer failed, so the card is incomplete
 # custom:
 #   code: score.incomplete
@@ -89,6 +108,105 @@ review contains reason if {
 		"code": "safety.nsfw_review",
 		"msg": sprintf("image %d: NSFW probability %s >= %s", [image.index, lib.num(p), lib.num(thresholds.nsfw_review)]),
 		"rule": "mediagate.release.nsfw_review",
+	}
+}
+
+# METADATA
+# title: Exposed nudity in the grey zone
+# custom:
+#   code: safety.exposed_review
+review contains reason if {
+	some image in input.images
+	p := image.card.scores.nudity.exposed_max
+	p >= thresholds.exposed_review
+	p < thresholds.exposed_reject
+	reason := {
+		"code": "safety.exposed_review",
+		"msg": sprintf(
+			"image %d: possible exposed nudity (%v, confidence %s >= %s)",
+			[image.index, image.card.scores.nudity.labels, lib.num(p), lib.num(thresholds.exposed_review)],
+		),
+		"rule": "mediagate.release.exposed_review",
+	}
+}
+
+# METADATA
+# title: BRISQUE above the maximum (natural images only)
+# description: |
+#   BRISQUE (scores.brisque.brisque, lower is better) is fitted to natural photographs; flat banner graphics score
+#   badly by design, so the rule applies to diffusion renders and uploads, not to template banners.
+# custom:
+#   code: quality.brisque_above_max
+review contains reason if {
+	input.request.kind != "template"
+	some image in input.images
+	b := image.card.scores.brisque.brisque
+	b > thresholds.max_brisque
+	reason := {
+		"code": "quality.brisque_above_max",
+		"msg": sprintf("image %d: BRISQUE %s > %s", [image.index, lib.num(b), lib.num(thresholds.max_brisque)]),
+		"rule": "mediagate.release.max_brisque",
+	}
+}
+
+# METADATA
+# title: The image does not show the prompt
+# description: CLIPScore of the image against the prompt (scores.alignment.clip_score) under min_clip_score.
+# custom:
+#   code: alignment.below_min
+review contains reason if {
+	some image in input.images
+	s := image.card.scores.alignment.clip_score
+	s < thresholds.min_clip_score
+	reason := {
+		"code": "alignment.below_min",
+		"msg": sprintf(
+			"image %d: CLIPScore %s < %s",
+			[image.index, lib.num(s), lib.num(thresholds.min_clip_score)],
+		),
+		"rule": "mediagate.release.min_clip_score",
+	}
+}
+
+# METADATA
+# title: Too little of the image is in the brand palette
+# description: Share of pixels within the kit's CIEDE2000 distance of its palette (scores.brand.palette_compliance).
+# custom:
+#   code: brand.palette_below_min
+review contains reason if {
+	some image in input.images
+	c := image.card.scores.brand.palette_compliance
+	c < thresholds.min_palette_compliance
+	reason := {
+		"code": "brand.palette_below_min",
+		"msg": sprintf(
+			"image %d: palette compliance %s < %s",
+			[image.index, lib.num(c), lib.num(thresholds.min_palette_compliance)],
+		),
+		"rule": "mediagate.release.min_palette_compliance",
+	}
+}
+
+# METADATA
+# title: The rendered text does not match the requested text
+# description: |
+#   OCR read the banner and its text differs from what the template was asked to render (scores.ocr.text_match).
+#   Only where the OCR model reads the locale's script (scores.ocr.text_checked); other scripts are not judged.
+# custom:
+#   code: ocr.text_mismatch
+review contains reason if {
+	some image in input.images
+	ocr := image.card.scores.ocr
+	ocr.expected
+	ocr.text_checked
+	ocr.text_match < thresholds.min_text_match
+	reason := {
+		"code": "ocr.text_mismatch",
+		"msg": sprintf(
+			"image %d: rendered text matches the request only %s < %s (missing: %v)",
+			[image.index, lib.num(ocr.text_match), lib.num(thresholds.min_text_match), ocr.missing_texts],
+		),
+		"rule": "mediagate.release.min_text_match",
 	}
 }
 

@@ -50,6 +50,54 @@ cases := {
 		"cards": [with_scores(card(0.01, 0.8), {"brand": {"score": 0.1}})], "outcome": "review",
 		"code": "brand.below_min",
 	},
+	"exposed nudity": {
+		"cards": [with_scores(card(0.01, 0.8), {"nudity": {"exposed_max": 0.9, "labels": ["FEMALE_BREAST_EXPOSED"]}})],
+		"outcome": "reject", "code": "safety.exposed_reject",
+	},
+	"possible exposed nudity": {
+		"cards": [with_scores(card(0.01, 0.8), {"nudity": {"exposed_max": 0.5, "labels": ["BUTTOCKS_EXPOSED"]}})],
+		"outcome": "review", "code": "safety.exposed_review",
+	},
+	"no exposed nudity": {
+		"cards": [with_scores(card(0.01, 0.8), {"nudity": {"exposed_max": 0.1, "labels": []}})],
+		"outcome": "release", "code": null,
+	},
+	"distorted photo": {
+		"cards": [with_scores(card(0.01, 0.8), {"brisque": {"brisque": 85}})], "outcome": "review",
+		"code": "quality.brisque_above_max",
+	},
+	"natural photo": {
+		"cards": [with_scores(card(0.01, 0.8), {"brisque": {"brisque": 20}})], "outcome": "release", "code": null,
+	},
+	"palette far off": {
+		"cards": [with_scores(card(0.01, 0.8), {"brand": {"score": 0.9, "palette_compliance": -0.1}})],
+		"outcome": "review", "code": "brand.palette_below_min",
+	},
+	"text mismatch": {
+		"cards": [with_scores(card(0.01, 0.8), {"ocr": {
+			"expected": true, "text_checked": true, "text_match": 0.4, "missing_texts": ["Shop now"],
+			"banned_words": 0, "garbled": 0.0,
+		}})],
+		"outcome": "review", "code": "ocr.text_mismatch",
+	},
+	"text in a script OCR cannot read is not judged": {
+		"cards": [with_scores(card(0.01, 0.8), {"ocr": {
+			"expected": true, "text_checked": false, "text_match": 0.0, "missing_texts": ["مرحبا"],
+			"banned_words": 0, "garbled": 0.0,
+		}})],
+		"outcome": "release", "code": null,
+	},
+	"nothing expected": {
+		"cards": [with_scores(card(0.01, 0.8), {"ocr": {
+			"expected": false, "text_checked": true, "text_match": 1, "missing_texts": [],
+			"banned_words": 0, "garbled": 0.0,
+		}})],
+		"outcome": "release", "code": null,
+	},
+	"prompt not shown": {
+		"cards": [with_scores(card(0.01, 0.8), {"alignment": {"clip_score": -0.1}})], "outcome": "review",
+		"code": "alignment.below_min",
+	},
 }
 
 test_outcome_table if {
@@ -135,4 +183,19 @@ test_score_context_names_the_tenants_banned_terms if {
 	ctx.banned_terms == data.mediagate.config.tenants.acme.banned_terms
 	dflt := release.score_context with input as {"principal": {"tenant": "nobody"}}
 	dflt.banned_terms == data.mediagate.config.defaults.banned_terms
+}
+
+test_brisque_does_not_judge_template_banners if {
+	flat := with_scores(card(0.01, 0.8), {"brisque": {"brisque": 95}})
+	inp := object.union(release_input([flat]), {"request": {"kind": "template"}})
+	d := release.decision with input as inp
+	d.outcome == "release"
+}
+
+test_tenant_thresholds_merge_key_by_key if {
+	# acme names some thresholds; the ones it does not name keep the default (never undefined: fail closed)
+	t := release.thresholds with input as release_input_for("acme", null, [])
+	t.exposed_reject == 0.5
+	t.min_clip_score == data.mediagate.config.defaults.release.min_clip_score
+	t.min_palette_compliance == data.mediagate.config.defaults.release.min_palette_compliance
 }
