@@ -21,12 +21,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from gateway.app import create_app
     from gateway.runtime import registry_specs
+    from gateway.scoring import build_brands, scorer_names
     from generators.registry import RegistryError
 
     settings = _settings()
     try:
         registry_specs(settings)  # a bad registry file stops here, naming the entry, before anything starts
-    except RegistryError as exc:
+        scorer_names(settings)  # so does an unknown scorer, or a bad brand kit (naming the file and the field)
+        build_brands(settings)
+    except (RegistryError, ValueError) as exc:
         print(f"mediagate: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -283,6 +283,8 @@ class Flow:
             "decision": release.result,
             "review_id": review_id,
         }
+        if brand_kit is not None:  # the scorer versions pin the models; this pins the kit they compared with
+            payload["brand_kit"] = {"brand": req.brand, "revision": brand_kit.revision}
         if job is not None:
             payload["job"] = {"id": job.id, "attempt": job.attempt}
 

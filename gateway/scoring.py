@@ -94,17 +94,98 @@ def expected_texts(kind: str, fields: Mapping[str, str], locale: str | None,
     return [ImageContext(locale, tuple(v for v in fields.values() if v)) for _ in range(n)]
 
 
-def build_scorers(settings: Settings) -> list[Scorer]:
-    """The scorers ``MEDIAGATE_SCORERS`` names, loaded (their models too); an unknown name stops the gateway."""
-    from quality.nsfw import OpenNsfwScorer
-    from quality.perceptual import PerceptualScorer
+SCORERS = ("perceptual", "brisque", "nsfw", "nudity", "ocr", "brand", "alignment", "interrogator")
+CLIP_SCORERS = ("brand", "alignment", "interrogator")
 
-    known: dict[str, Any] = {"perceptual": PerceptualScorer, "nsfw": OpenNsfwScorer}
-    unknown = [n for n in settings.scorers if n not in known]
+
+def scorer_names(settings: Settings) -> list[str]:
+    """``MEDIAGATE_SCORERS``, plus the interrogator where ``MEDIAGATE_INTERROGATOR`` turns it on (``auto``: on a
+    GPU only, because captioning costs seconds per image on a CPU)."""
+    names = list(settings.scorers)
+    unknown = [n for n in names if n not in SCORERS]
     if unknown:
-        raise ValueError(f"MEDIAGATE_SCORERS names unknown scorers {unknown}; known: {sorted(known)}")
-    return [known[n]() for n in settings.scorers]
+        raise ValueError(f"MEDIAGATE_SCORERS names unknown scorers {unknown}; known: {', '.join(SCORERS)}")
+    wanted = settings.interrogator == "on" or (settings.interrogator == "auto" and resolve_device(
+        settings.score_device) == "cuda")
+    if wanted and "interrogator" not in names:
+        names.append("interrogator")
+    if settings.interrogator == "off" and "interrogator" in names:
+        names.remove("interrogator")
+    return names
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+
+
+def build_scorers(settings: Settings) -> list[Scorer]:
+    """The configured scorers, with their models loaded; a bad name or an unloadable model stops the gateway.
+
+    Demo CLIP and caption models (tiny, seeded, random) are built on first start where ``init_demo_models`` allows
+    and the directories are the default ones; real deployments point the settings at exported weights."""
+    names = scorer_names(settings)
+    clip: Any = None
+    if any(n in CLIP_SCORERS for n in names):
+        from quality.clip_model import ClipModel, build_tiny_clip
+
+        assert settings.clip_model_dir is not None
+        if settings.init_demo_models and not settings.clip_model_dir.exists():
+            build_tiny_clip(settings.clip_model_dir)
+        clip = ClipModel(settings.clip_model_dir, device=settings.score_device, batch_size=settings.clip_batch_size)
+    scorers: list[Scorer] = []
+    for name in names:
+        scorers.append(_build_one(name, settings, clip))
+    return scorers
+
+
+def _build_one(name: str, settings: Settings, clip: Any) -> Scorer:
+    if name == "perceptual":
+        from quality.perceptual import PerceptualScorer
+
+        return PerceptualScorer()
+    if name == "brisque":
+        from quality.brisque import BrisqueScorer
+
+        return BrisqueScorer()
+    if name == "nsfw":
+        from quality.nsfw import OpenNsfwScorer
+
+        return OpenNsfwScorer()
+    if name == "nudity":
+        from quality.nudity import NudeNetScorer
+
+        return NudeNetScorer()
+    if name == "ocr":
+        from quality.ocr import OcrScorer
+
+        return OcrScorer()
+    if name == "brand":
+        from quality.brand_score import BrandScorer
+
+        return BrandScorer(clip)
+    if name == "alignment":
+        from quality.alignment import AlignmentScorer
+
+        return AlignmentScorer(clip)
+    from quality.caption_model import build_tiny_blip, load_caption_model
+    from quality.interrogate import InterrogatorScorer
+
+    assert settings.caption_model_dir is not None and settings.interrogator_cache_dir is not None
+    if settings.init_demo_models and not settings.caption_model_dir.exists():
+        build_tiny_blip(settings.caption_model_dir)
+    caption = load_caption_model(settings.caption_model_dir, device=resolve_device(settings.score_device))
+    return InterrogatorScorer(clip.model, clip.preprocess, clip.tokenizer, clip_revision=clip.revision,
+                              caption=caption, cache_dir=settings.interrogator_cache_dir,
+                              data_path=settings.interrogator_data_dir)
 
 
 def build_brands(settings: Settings) -> BrandDirectory:
-    return NoBrands()
+    """The brand kits under ``MEDIAGATE_BRANDS_DIR`` (``<tenant>/<brand>/brand.yaml``); none when it is absent."""
+    assert settings.brands_dir is not None
+    if not settings.brands_dir.exists():
+        return NoBrands()
+    from quality.brand import load_brand_kits
+
+    return load_brand_kits(settings.brands_dir)  # type: ignore[no-any-return]

@@ -94,7 +94,19 @@ class Settings(BaseSettings):
     preview_model: str | None = None  # for `"preview": true`; default: the first preview-tier model of the registry
     demo_default_size: str = "128x128"
     demo_steps: int = 2
-    scorers: list[str] = Field(default_factory=lambda: ["perceptual", "nsfw"])
+    # Scoring (quality/): the scorers that judge every image, the CLIP model (brand, alignment, interrogator) and the
+    # caption model, both local directories in their libraries' formats (docs/quality.md); the interrogator is "auto":
+    # on with a GPU, off on a CPU (seconds per image); brand kits live in <brands_dir>/<tenant>/<brand>/brand.yaml.
+    scorers: list[str] = Field(default_factory=lambda: [
+        "perceptual", "brisque", "nsfw", "nudity", "ocr", "brand", "alignment"])
+    score_device: str = "auto"
+    clip_model_dir: Path | None = None
+    clip_batch_size: int = Field(default=32, ge=1, le=1024)
+    caption_model_dir: Path | None = None
+    interrogator: Literal["auto", "on", "off"] = "auto"
+    interrogator_cache_dir: Path | None = None
+    interrogator_data_dir: Path | None = None  # label tables (flavors.txt, mediums.txt); default: the package's
+    brands_dir: Path | None = None
     # POST /v1/score: images per request, the request's size, and each image's decoded size.
     score_max_images: int = Field(default=16, ge=1, le=256)
     score_max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
@@ -114,6 +126,14 @@ class Settings(BaseSettings):
             self.models_dir = self.home / "models"
         if self.model_registry is None:
             self.model_registry = self.home / "models.yaml"
+        if self.clip_model_dir is None:
+            self.clip_model_dir = self.models_dir / "clip-tiny"
+        if self.caption_model_dir is None:
+            self.caption_model_dir = self.models_dir / "blip-tiny"
+        if self.interrogator_cache_dir is None:
+            self.interrogator_cache_dir = self.home / "cache" / "interrogator"
+        if self.brands_dir is None:
+            self.brands_dir = self.home / "brands"
         if self.signing_dir is None:
             self.signing_dir = self.home / "keys"
         if self.checkpoint_dir is None:

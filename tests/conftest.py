@@ -31,11 +31,12 @@ def shared_registry(models_dir: Path) -> Any:
 
 
 @pytest.fixture(scope="session")
-def shared_scorers() -> Any:
+def shared_scorers(models_dir: Path) -> Any:
+    """Every default scorer (the interrogator is off on a CPU), with the demo CLIP built into ``models_dir``."""
     from gateway.scoring import build_scorers
     from gateway.settings import Settings
 
-    return build_scorers(Settings(scorers=["perceptual", "nsfw"]))
+    return build_scorers(Settings(home=models_dir.parent / "scorer-home", models_dir=models_dir, interrogator="off"))
 
 
 @pytest.fixture(scope="session")

@@ -62,7 +62,8 @@ def score_uploads(rt: Runtime, principal: Principal, uploads: list[tuple[str, by
         for i, ((name, data), im, card) in enumerate(zip(uploads, images, cards, strict=True))
     ]
     payload = {"score_id": score_id, "principal": principal.as_dict(), "request": request, "images": described,
-               "release": release.as_dict(), "decision": release.result}
+               "release": release.as_dict(), "decision": release.result,
+               "brand_kit": {"brand": brand, "revision": brand_kit.revision} if brand_kit is not None else None}
 
     def write(session: Session) -> AuditEntry:
         return rt.audit.append(session, tenant=principal.tenant, kind="score.decided", payload=payload)
