@@ -75,12 +75,18 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 def cmd_models_init_demo(args: argparse.Namespace) -> int:
     from generators.demo import ensure_demo_pipeline
     from generators.registry import DEMO_MODEL
+    from quality.caption_model import build_tiny_blip
+    from quality.clip_model import build_tiny_clip
 
     settings = _settings()
     assert settings.models_dir is not None
+    assert settings.clip_model_dir is not None and settings.caption_model_dir is not None
     target = Path(args.dir) if args.dir else settings.models_dir / DEMO_MODEL
-    path = ensure_demo_pipeline(target)
-    print(path)
+    print(ensure_demo_pipeline(target))
+    for directory, build in ((settings.clip_model_dir, build_tiny_clip), (settings.caption_model_dir, build_tiny_blip)):
+        if not directory.exists():  # never overwrite: the directory may hold real exported weights
+            build(directory)
+        print(directory)
     return 0
 
 
@@ -341,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     expire.set_defaults(func=cmd_assets_expire)
 
     models = sub.add_parser("models", help="models").add_subparsers(dest="models_command", required=True)
-    init = models.add_parser("init-demo", help="build the tiny offline demo diffusion pipeline (seeded weights)")
+    init = models.add_parser("init-demo", help="build the tiny offline demo models (seeded weights): the diffusion "
+                                "pipeline, and the CLIP and caption models the scorers use where missing")
     init.add_argument("--dir", help="target directory (default $MEDIAGATE_HOME/models/demo-tiny)")
     init.set_defaults(func=cmd_models_init_demo)
 

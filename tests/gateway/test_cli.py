@@ -132,14 +132,24 @@ def test_policy_check_reports_file_line_col(tmp_path: Path, capsys: pytest.Captu
     assert main(["policy", "check", str(REPO_POLICIES)]) == 0
 
 
-def test_models_init_demo_builds_a_loadable_pipeline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_models_init_demo_builds_loadable_models(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from generators.diffusers_txt2img import DiffusersTxt2Img
+    from quality.caption_model import load_caption_model
+    from quality.clip_model import ClipModel
 
+    monkeypatch.setenv("MEDIAGATE_HOME", str(tmp_path / "home"))
     target = tmp_path / "demo"
     assert main(["models", "init-demo", "--dir", str(target)]) == 0
-    assert capsys.readouterr().out.strip() == str(target)
+    clip, blip = tmp_path / "home" / "models" / "clip-tiny", tmp_path / "home" / "models" / "blip-tiny"
+    assert capsys.readouterr().out.split() == [str(target), str(clip), str(blip)]
     assert (target / "model_index.json").exists()
     assert DiffusersTxt2Img("demo-tiny", target).revision.startswith("sha256:")
+    revision = ClipModel(clip).revision
+    assert load_caption_model(blip).revision.startswith("sha256:")
+    (clip / "open_clip_model.safetensors").write_bytes(b"real weights would be here")
+    assert main(["models", "init-demo", "--dir", str(target)]) == 0  # an existing directory is never overwritten
+    assert (clip / "open_clip_model.safetensors").read_bytes() == b"real weights would be here" and revision
 
 
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
