@@ -62,6 +62,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                        overrides={"/v1/policies": settings.policy_max_bundle_bytes,
                                   "/v1/provenance/verify": settings.provenance_max_upload_bytes,
                                   "/v1/score": settings.score_max_upload_bytes,
-                                  "/v1/batches": settings.batch_max_bytes})
+                                  "/v1/batches": settings.feed_max_bytes})
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

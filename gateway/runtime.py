@@ -256,7 +256,7 @@ def build_runtime(
     batches = BatchService(
         db=db, committer=committer, audit=audit, jobs=jobs, scoring=scoring, templates=templates,
         to_request=lambda library, row: feed_row_request(row, settings, registry, library),
-        max_rows=settings.batch_max_rows)
+        max_rows=settings.feed_max_rows)
     jobs.on_finished = batches.job_finished
     return Runtime(settings, db, committer, policy, registry, scoring, audit, assets, metrics, flow, checkpointer,
                    retention, jobs, batches)

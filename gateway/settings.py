@@ -111,9 +111,9 @@ class Settings(BaseSettings):
     score_max_images: int = Field(default=16, ge=1, le=256)
     score_max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     score_max_pixels: int = Field(default=16_777_216, ge=4096)
-    # POST /v1/batches: feed size and rows.
-    batch_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
-    batch_max_rows: int = Field(default=10_000, ge=1, le=100_000)
+    # POST /v1/batches: a campaign feed's size and rows.
+    feed_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    feed_max_rows: int = Field(default=10_000, ge=1, le=100_000)
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

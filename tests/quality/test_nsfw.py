@@ -17,7 +17,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 import quality.nsfw as nsfw_module
-from quality.base import Scorer
+from quality.base import EMPTY_CONTEXT, Scorer
 from quality.nsfw import OpenNsfwScorer, bundled_model_path
 
 ImageFactory = Callable[..., Image.Image]
@@ -86,13 +86,13 @@ def test_model_is_the_file_shipped_in_the_package(scorer: OpenNsfwScorer) -> Non
 )
 def test_flat_colours_are_safe(scorer: OpenNsfwScorer, make_flat: ImageFactory, color: tuple[int, int, int]) -> None:
     # Observed: 0.01-0.2 for these (grey is the highest); 0.5 is the model's own decision threshold.
-    (values,) = scorer.score([make_flat(color)])
+    (values,) = scorer.score([make_flat(color)], EMPTY_CONTEXT)
     assert values["nsfw"] < 0.5
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_synthetic_scene_is_safe(scorer: OpenNsfwScorer, make_scene: ImageFactory, seed: int) -> None:
-    (values,) = scorer.score([make_scene(seed)])
+    (values,) = scorer.score([make_scene(seed)], EMPTY_CONTEXT)
     assert values["nsfw"] < 0.5
     assert values["sfw"] > 0.5
 
@@ -100,7 +100,8 @@ def test_synthetic_scene_is_safe(scorer: OpenNsfwScorer, make_scene: ImageFactor
 def test_probabilities_are_a_distribution(
     scorer: OpenNsfwScorer, make_flat: ImageFactory, make_scene: ImageFactory
 ) -> None:
-    for values in scorer.score([make_flat(), make_scene(0), make_scene(1).filter(ImageFilter.GaussianBlur(4))]):
+    images = [make_flat(), make_scene(0), make_scene(1).filter(ImageFilter.GaussianBlur(4))]
+    for values in scorer.score(images, EMPTY_CONTEXT):
         assert set(values) == {"nsfw", "sfw"}
         assert 0.0 <= values["nsfw"] <= 1.0 and 0.0 <= values["sfw"] <= 1.0
         assert values["nsfw"] + values["sfw"] == pytest.approx(1.0, abs=1e-5)
@@ -110,8 +111,8 @@ def test_batch_matches_single_images_in_order(
     scorer: OpenNsfwScorer, make_flat: ImageFactory, make_scene: ImageFactory
 ) -> None:
     images = [make_scene(0), make_flat((0, 0, 0)), make_scene(1, size=(200, 300)), make_flat((128, 128, 128))]
-    batch = scorer.score(images)
-    singles = [scorer.score([image])[0] for image in images]
+    batch = scorer.score(images, EMPTY_CONTEXT)
+    singles = [scorer.score([image], EMPTY_CONTEXT)[0] for image in images]
     assert len(batch) == len(images)
     for got, want in zip(batch, singles, strict=True):
         assert got["nsfw"] == pytest.approx(want["nsfw"], abs=1e-5)
@@ -123,28 +124,28 @@ def test_batch_matches_single_images_in_order(
 def test_chunked_batches_match_one_batch(scorer: OpenNsfwScorer, make_scene: ImageFactory) -> None:
     images = [make_scene(seed) for seed in range(5)]
     chunked = OpenNsfwScorer(max_batch=2, intra_op_num_threads=1)
-    for got, want in zip(chunked.score(images), scorer.score(images), strict=True):
+    for got, want in zip(chunked.score(images, EMPTY_CONTEXT), scorer.score(images, EMPTY_CONTEXT), strict=True):
         assert got["nsfw"] == pytest.approx(want["nsfw"], abs=1e-5)
 
 
 def test_scores_are_deterministic(scorer: OpenNsfwScorer, make_scene: ImageFactory) -> None:
     images = [make_scene(3), make_scene(4)]
-    first = scorer.score(images)
+    first = scorer.score(images, EMPTY_CONTEXT)
     scorer.warmup()
-    assert scorer.score(images) == first
-    assert scorer.score([make_scene(3), make_scene(4)]) == first
+    assert scorer.score(images, EMPTY_CONTEXT) == first
+    assert scorer.score([make_scene(3), make_scene(4)], EMPTY_CONTEXT) == first
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P"])
 def test_other_modes_are_scored_as_rgb(scorer: OpenNsfwScorer, make_scene: ImageFactory, mode: str) -> None:
     other = make_scene(0).convert(mode)
-    (got,) = scorer.score([other])
-    (want,) = scorer.score([other.convert("RGB")])
+    (got,) = scorer.score([other], EMPTY_CONTEXT)
+    (want,) = scorer.score([other.convert("RGB")], EMPTY_CONTEXT)
     assert got == pytest.approx(want, abs=1e-6)
 
 
 def test_empty_batch_scores_nothing(scorer: OpenNsfwScorer) -> None:
-    assert scorer.score([]) == []
+    assert scorer.score([], EMPTY_CONTEXT) == []
 
 
 @pytest.mark.parametrize(
