@@ -2,18 +2,40 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import PayloadTooLarge
+from gateway.errors import InvalidInput, PayloadTooLarge
 from gateway.metrics import Metrics
 from gateway.problems import problem_response
 
+# A JSON \\u escape of a UTF-16 surrogate that is not half of a pair: JSON allows it, but it is no Unicode
+# character, cannot be encoded as UTF-8, and crashed native code it reached (regorus). Refused at the edge.
+# Scanned left to right, an escaped backslash (``\\``) is consumed first, so ``\\ud800`` (the text "\ud800") is
+# never mistaken for an escape; a high surrogate takes the low one after it when there is one.
+_SURROGATE_ESCAPES = re.compile(
+    rb"\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}(?P<low>\\u[dD][c-fC-F][0-9a-fA-F]{2})?|(?P<lone>\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+)
+
+
+def lone_surrogate(body: bytes) -> int | None:
+    """The byte offset of the first unpaired surrogate escape in a JSON body, or None."""
+    if b"\\u" not in body:
+        return None
+    for found in _SURROGATE_ESCAPES.finditer(body):
+        if found.group(0) == b"\\\\":
+            continue
+        if found.group("lone") is not None or found.group("low") is None:
+            return found.start()
+    return None
+
 
 class BodyLimitMiddleware:
-    """Refuses bodies over ``limit`` bytes with 413 before the app sees them, whether or not Content-Length is set.
+    """Refuses bodies over ``limit`` bytes with 413 before the app sees them, whether or not Content-Length is set,
+    and JSON bodies carrying an unpaired UTF-16 surrogate escape with 422.
 
     The body is buffered (it is at most ``limit`` bytes) and replayed to the app.
     """
@@ -51,6 +73,13 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        content_type = dict(scope["headers"]).get(b"content-type", b"")
+        if b"json" in content_type and (offset := lone_surrogate(body)) is not None:
+            bad = InvalidInput("body", "unicode", f"the JSON body has an unpaired UTF-16 surrogate escape at byte "
+                               f"{offset} ({body[offset:offset + 6].decode('ascii', 'replace')}): not a Unicode "
+                               "character", offset=offset)
+            await problem_response(bad, scope["path"])(scope, receive, send)
+            return
         replayed = False
 
         async def replay() -> Message:

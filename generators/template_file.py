@@ -240,6 +240,8 @@ def load_template_file(path: Path) -> Template:
     except json.JSONDecodeError as exc:
         raise ValueError(f"template file {str(path)!r}: invalid JSON at line {exc.lineno} column {exc.colno}: "
                          f"{exc.msg}") from exc
+    except RecursionError as exc:  # a nesting bomb ("[[[[..."): refused like any malformed file, not a crash
+        raise ValueError(f"template file {str(path)!r}: JSON nested too deeply") from exc
     except (ValueError, OSError) as exc:  # UnicodeDecodeError is a ValueError too
         raise ValueError(f"template file {str(path)!r}: {exc}") from exc
 

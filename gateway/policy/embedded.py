@@ -16,6 +16,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
+import orjson
 import regorus
 
 from gateway.policy.base import EngineClosed, PolicyEngineError
@@ -40,7 +41,7 @@ def compile_bundle(bundle: Bundle, *, with_tests: bool = False) -> regorus.Engin
     return engine
 
 
-_Job = tuple[str, dict[str, Any], "Future[Any]"]
+_Job = tuple[str, str, "Future[Any]"]  # (rule path, input as JSON text, the caller's future)
 
 
 class EmbeddedRegoEngine:
@@ -70,11 +71,11 @@ class EmbeddedRegoEngine:
     def _serve(self) -> None:
         engine = compile_bundle(self.bundle)  # owned by this thread from creation to drop
         while (job := self._jobs.get()) is not None:
-            path, input_doc, future = job
+            path, input_json, future = job
             if not future.set_running_or_notify_cancel():
                 continue
             try:
-                engine.set_input(input_doc)
+                engine.set_input_json(input_json)
                 future.set_result(engine.eval_rule(path))
             except RuntimeError as exc:
                 future.set_exception(PolicyEngineError(f"{path}: {clean_regorus_error(exc)}"))
@@ -84,11 +85,17 @@ class EmbeddedRegoEngine:
         del engine  # dropped here, on its own thread
 
     def evaluate(self, path: str, input_doc: Mapping[str, Any]) -> Any:
+        # Serialised here, in the caller's thread: orjson refuses what is not JSON (a lone UTF-16 surrogate in a
+        # string, which regorus's own conversion of Python objects crashes the process on) and is faster than it.
+        try:
+            input_json = orjson.dumps(input_doc).decode()
+        except orjson.JSONEncodeError as exc:
+            raise PolicyEngineError(f"{path}: the input is not valid JSON: {exc}") from exc
         future: Future[Any] = Future()
         with self._lifecycle:
             if self._closed:
                 raise EngineClosed(f"the embedded engine for revision {self.revision} is closed")
-            self._jobs.put((path, dict(input_doc), future))
+            self._jobs.put((path, input_json, future))
         try:
             value = future.result(timeout=self.timeout_s)
         except FutureTimeout as exc:

@@ -106,3 +106,25 @@ def test_unknown_route_and_method_are_problems(gateway: Any) -> None:
     assert resp.status_code == 404 and resp.headers["content-type"] == PROBLEM
     resp = gateway.client.delete("/v1/generations")
     assert resp.status_code == 405 and resp.headers["content-type"] == PROBLEM
+
+
+@pytest.mark.parametrize("body", [
+    b'{"prompt": "a cat \\ud800 on a mat"}',  # a high surrogate alone
+    b'{"prompt": "a cat \\udc00"}',  # a low surrogate alone
+    b'{"template": "product-square", "fields": {"headline": "\\uDBFF", "cta": "Go"}}',
+])
+def test_an_unpaired_surrogate_escape_is_refused_at_the_edge(gateway: Any, body: bytes) -> None:
+    """JSON allows ``\\ud800``; it is no Unicode character, and it once crashed the process inside regorus."""
+    resp = gateway.client.post("/v1/generations", content=body,
+                               headers={**gateway.key(), "Content-Type": "application/json"})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["rule"] == "unicode" and resp.json()["field"] == "body"
+    assert gateway.client.get("/healthz").status_code == 200
+
+
+def test_paired_surrogates_and_escaped_backslashes_pass(gateway: Any) -> None:
+    app = {**gateway.key(), "Content-Type": "application/json"}
+    emoji = gateway.client.post("/v1/generations", content=b'{"prompt": "a cat \\ud83d\\ude00 on a mat"}', headers=app)
+    assert emoji.status_code == 200, emoji.text
+    literal = gateway.client.post("/v1/generations", content=b'{"prompt": "a path C:\\\\ud800 cat"}', headers=app)
+    assert literal.status_code == 200, literal.text

@@ -92,6 +92,14 @@ def test_decisions(engine: EmbeddedRegoEngine) -> None:
     assert {d["code"] for d in denied["deny"]} == {"prompt.banned_term", "request.n_exceeds_max"}
 
 
+def test_input_that_is_not_json_is_refused_and_the_engine_lives_on(engine: EmbeddedRegoEngine) -> None:
+    """A lone surrogate in a string crashed the process inside regorus's own object conversion; the engine now
+    hands regorus JSON text, and input that is not JSON is an engine error (the flow fails closed)."""
+    with pytest.raises(PolicyEngineError, match="not valid JSON"):
+        engine.evaluate("data.mediagate.pre.decision", pre_input("a cat \ud800 on a mat"))
+    assert engine.evaluate("data.mediagate.pre.decision", pre_input("a quiet lake"))["allow"] is True
+
+
 def test_undefined_is_an_error_not_a_decision(engine: EmbeddedRegoEngine) -> None:
     with pytest.raises(PolicyEngineError, match="not a valid rule path"):
         engine.evaluate("data.mediagate.pre.no_such_rule", pre_input("x"))

@@ -386,6 +386,15 @@ def test_malformed_template_file_is_a_value_error_naming_it(
     assert problem in message
 
 
+@pytest.mark.parametrize("data", [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000])
+def test_a_json_nesting_bomb_is_refused_like_any_malformed_file(tmp_path: Path, data: bytes) -> None:
+    """Found by the poisoning suite: json's RecursionError escaped the loader as a crash instead of a refusal."""
+    path = tmp_path / "bomb.json"
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=r"bomb\.json.*nested too deeply"):
+        TemplateLibrary([tmp_path])
+
+
 def test_two_files_with_one_id_in_a_directory_are_refused(write_template: WriteTemplate) -> None:
     first = write_template(name="a.json")
     write_template(name="b.json")
