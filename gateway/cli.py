@@ -29,6 +29,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         registry_specs(settings)  # a bad registry file stops here, naming the entry, before anything starts
         scorer_names(settings)  # so does an unknown scorer, or a bad brand kit (naming the file and the field)
         build_brands(settings)
+        if settings.score_purify:  # or a bad purification spec, naming the part
+            from adversarial.defenses import Purifier
+
+            Purifier.from_spec(settings.score_purify)
     except (RegistryError, ValueError) as exc:
         print(f"mediagate: {exc}", file=sys.stderr)
         return 2

@@ -237,7 +237,7 @@ def build_runtime(
         raise
     cache = (RenderCacheStore(db, ttl_s=settings.prompt_cache_ttl_s, max_entries=settings.prompt_cache_max_entries)
              if settings.prompt_cache else None)
-    scoring = Scoring(scorers=scorers, brands=brands, policy=policy, metrics=metrics)
+    scoring = Scoring(scorers=scorers, brands=brands, policy=policy, metrics=metrics, purify=settings.score_purify)
     flow = Flow(db=db, committer=committer, policy=policy, features=features, registry=registry, scoring=scoring,
                 audit=audit, assets=assets, metrics=metrics, provenance=provenance, cache=cache)
     checkpointer = Checkpointer(db, load_checkpoint_private_key(settings.keys.checkpoint_key),

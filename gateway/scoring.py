@@ -45,8 +45,13 @@ class Scoring:
     """The configured scorers, the brand kits, and the policy data a score context needs."""
 
     def __init__(self, *, scorers: Sequence[Scorer], brands: BrandDirectory, policy: PolicyManager,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, purify: str | None = None) -> None:
         self.scorers = list(scorers)
+        self.purifier = None
+        if purify:  # input purification (adversarial.defenses): the scorers judge a re-encoded copy of each image
+            from adversarial.defenses import Purifier
+
+            self.purifier = Purifier.from_spec(purify)
         self.brands = brands
         self.policy = policy
         self.metrics = metrics
@@ -80,6 +85,10 @@ class Scoring:
                             images=tuple(images))
 
     def score(self, images: Sequence[Image.Image], context: ScoreContext) -> list[ScoreCard]:
+        """Every scorer over the batch; with ``MEDIAGATE_SCORE_PURIFY`` they judge the purified copies (the released
+        files are the originals: purification is a defence of the judgement, not an edit of the asset)."""
+        if self.purifier is not None:
+            images = self.purifier(images)
         return score_images(self.scorers, images, context,
                             observe=lambda name, s: self.metrics.scoring_seconds.labels(name).observe(s))
 
@@ -94,7 +103,7 @@ def expected_texts(kind: str, fields: Mapping[str, str], locale: str | None,
     return [ImageContext(locale, tuple(v for v in fields.values() if v)) for _ in range(n)]
 
 
-SCORERS = ("perceptual", "brisque", "nsfw", "nudity", "ocr", "brand", "alignment", "interrogator")
+SCORERS = ("perceptual", "brisque", "nsfw", "nudity", "ocr", "brand", "alignment", "interrogator", "squeeze")
 CLIP_SCORERS = ("brand", "alignment", "interrogator")
 
 
@@ -161,6 +170,10 @@ def _build_one(name: str, settings: Settings, clip: Any) -> Scorer:
         from quality.ocr import OcrScorer
 
         return OcrScorer()
+    if name == "squeeze":
+        from quality.squeezing import SqueezeScorer
+
+        return SqueezeScorer(threshold=settings.squeeze_threshold)
     if name == "brand":
         from quality.brand_score import BrandScorer
 

@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     interrogator_cache_dir: Path | None = None
     interrogator_data_dir: Path | None = None  # label tables (flavors.txt, mediums.txt); default: the package's
     brands_dir: Path | None = None
+    # Adversarial defences in the live path (docs/adversarial.md): purify images before scoring ("jpeg:75,resize:0.75,
+    # blur:0.5"; empty = off), and the feature-squeezing scorer's threshold (scorer "squeeze").
+    score_purify: str = ""
+    squeeze_threshold: float = Field(default=0.2, gt=0, le=2)
     # POST /v1/score: images per request, the request's size, and each image's decoded size.
     score_max_images: int = Field(default=16, ge=1, le=256)
     score_max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)

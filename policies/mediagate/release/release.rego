@@ -278,6 +278,26 @@ review contains reason if {
 }
 
 # METADATA
+# title: The image looks adversarially perturbed
+# description: |
+#   Feature squeezing (scores.squeeze.suspicious): squeezing the image moved the NSFW model's prediction more than
+#   natural images move it, the mark of a fragile adversarial perturbation. A human looks before it is released.
+# custom:
+#   code: adversarial.suspicious
+review contains reason if {
+	some image in input.images
+	image.card.scores.squeeze.suspicious == true
+	reason := {
+		"code": "adversarial.suspicious",
+		"msg": sprintf(
+			"image %d: feature-squeezing score %s above the detector's threshold",
+			[image.index, lib.num(image.card.scores.squeeze.score)],
+		),
+		"rule": "mediagate.release.adversarial_suspicious",
+	}
+}
+
+# METADATA
 # title: The pre-policy obliged a human review
 # description: Carries over every review reason of mediagate.pre (person names, new templates, ...).
 # custom:

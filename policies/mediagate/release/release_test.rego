@@ -94,6 +94,14 @@ cases := {
 		}})],
 		"outcome": "release", "code": null,
 	},
+	"squeezing moved the prediction": {
+		"cards": [with_scores(card(0.01, 0.8), {"squeeze": {"score": 0.9, "suspicious": true}})],
+		"outcome": "review", "code": "adversarial.suspicious",
+	},
+	"squeezing changed nothing": {
+		"cards": [with_scores(card(0.01, 0.8), {"squeeze": {"score": 0.01, "suspicious": false}})],
+		"outcome": "release", "code": null,
+	},
 	"prompt not shown": {
 		"cards": [with_scores(card(0.01, 0.8), {"alignment": {"clip_score": -0.1}})], "outcome": "review",
 		"code": "alignment.below_min",
