@@ -15,7 +15,8 @@ from adversarial.base import GateTarget
 from quality.brand import BrandKit
 
 # target name -> the release rule (and its threshold in defaults.release) it attacks
-TARGETS: dict[str, str] = {"nsfw": "nsfw_reject", "quality": "min_quality", "brand": "min_brand"}
+TARGETS: dict[str, str] = {"nsfw": "nsfw_reject", "quality": "min_quality", "brand": "min_brand",
+                           "nsfw-onnx": "nsfw_reject"}
 
 
 def build_targets(names: Sequence[str], *, clip_dir: Path | str | None = None, brand_kit: BrandKit | None = None,
@@ -47,6 +48,10 @@ def build_targets(names: Sequence[str], *, clip_dir: Path | str | None = None, b
             from adversarial import target_nsfw
 
             targets.append(target_nsfw.NsfwTarget(chosen.get(name, target_nsfw.DEFAULT_THRESHOLD), device=device))
+        elif name == "nsfw-onnx":  # the production model as a black box: score-based attacks only
+            from adversarial import target_nsfw_onnx
+
+            targets.append(target_nsfw_onnx.OnnxNsfwTarget(chosen.get(name, target_nsfw_onnx.DEFAULT_THRESHOLD)))
         elif name == "quality":
             from adversarial import target_quality
 

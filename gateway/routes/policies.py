@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -66,6 +66,17 @@ def policies(principal: PrincipalDep, rt: RuntimeDep, limit: int = Query(50, ge=
         "managed_by": "opa-bundle" if rt.external_policy else "gateway",
         "history": rt.policy.history(limit),
     }
+
+
+@router.get("/v1/policies/bundle")
+def active_bundle(principal: PrincipalDep, rt: RuntimeDep) -> Response:
+    """The active bundle as a reproducible ``.tar.gz`` (what ``PUT /v1/policies`` takes), so that a team's CI can
+    run the adversarial suites against exactly what the gateway enforces. ``ETag`` is the bundle's digest."""
+    principal.require("policy-admin", "auditor")
+    bundle = rt.policy.active.bundle
+    return Response(bundle.archive(), media_type="application/gzip", headers={
+        "ETag": f'"{bundle.digest}"', "X-Policy-Revision": bundle.label,
+        "Content-Disposition": f'attachment; filename="bundle-{bundle.digest[:12]}.tar.gz"'})
 
 
 @router.put("/v1/policies")
