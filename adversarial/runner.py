@@ -195,8 +195,11 @@ def demo_brand_kit(directory: Path, reference: Image.Image) -> Any:
     return load_brand_kit(kit, "adversarial", "demo")
 
 
-def check_plan(profile: Profile, targets: Sequence[str], attacks: Sequence[str]) -> tuple[list[str], list[AttackSpec]]:
-    """The targets and attacks to run; unknown names and white-box attacks on gradient-free targets are refused."""
+def check_plan(profile: Profile, targets: Sequence[str], attacks: Sequence[str], *, strict: bool = True
+               ) -> tuple[list[str], list[AttackSpec]]:
+    """The targets and attacks to run; unknown names are refused, and so are white-box attacks on a gradient-free
+    target when the caller chose them (``strict``; a profile's own defaults pair them, and the suite skips the
+    white-box attacks on that target)."""
     from adversarial.targets import TARGETS
 
     unknown_targets = [t for t in targets if t not in TARGETS]
@@ -209,7 +212,7 @@ def check_plan(profile: Profile, targets: Sequence[str], attacks: Sequence[str])
     specs = [by_name[a] for a in attacks]
     gradient_free = [t for t in targets if t == "nsfw-onnx"]
     white_box = [s.name for s in specs if s.white_box]
-    if gradient_free and white_box:
+    if strict and gradient_free and white_box:
         raise RunError(f"target {gradient_free[0]!r} is not differentiable (onnxruntime has no gradient), so the "
                        f"white-box attacks {white_box} cannot run on it; use a score-based attack (square-8) or the "
                        "differentiable target 'nsfw'")
@@ -305,6 +308,9 @@ def text_suite(report: Report, policy_dir: Path, profile: Profile, thresholds: M
     report.checks.append(Check("text", "pre-policy", "obfuscated should-deny prompts", "evasion_rate",
                                result.evasion_rate, limit(thresholds, "text", "max_evasion_rate"),
                                seconds=seconds, details=summary))
+    report.checks.append(Check("text", "pre-policy", "disguised prompts whose plain form is denied",
+                               "obfuscation_evasion_rate", result.obfuscation.rate,
+                               limit(thresholds, "text", "max_obfuscation_evasion_rate"), seconds=0.0))
     report.checks.append(Check("text", "pre-policy", "benign prompts", "false_denial_rate",
                                result.false_denial_rate, limit(thresholds, "text", "max_false_denial_rate"),
                                seconds=0.0, details={"benign": summary.get("benign")}))
@@ -346,7 +352,8 @@ def run(profile_name: str, *, thresholds_path: Path = THRESHOLDS, policy_dir: Pa
         raise RunError(f"unknown suites {unknown_suites} (known: {', '.join(SUITES)})")
     thresholds = load_thresholds(thresholds_path)
     target_names, specs = check_plan(profile, targets or profile.targets,
-                                     attacks or [s.name for s in profile.attacks])
+                                     attacks or [s.name for s in profile.attacks],
+                                     strict=targets is not None or attacks is not None)
     report = Report(profile.name, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     started = time.perf_counter()
     images = sample_images(profile.n_images, profile.image_size, seed)

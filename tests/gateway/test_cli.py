@@ -156,5 +156,5 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for command in ("serve", "worker", "keys", "assets", "models", "audit", "policy"):
+    for command in ("serve", "worker", "keys", "assets", "models", "audit", "policy", "adversarial"):
         assert command in out
