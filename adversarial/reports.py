@@ -63,7 +63,12 @@ def _row(check: Check) -> str:
 
 def _example(example: dict[str, Any]) -> str:
     clean, adversarial = VERDICT.get(example["clean_verdict"]), VERDICT.get(example["adversarial_verdict"])
-    caption = html.escape(f"{example['target']} / {example['attack']}: clean {clean}, perturbed {adversarial}")
+    scores = ""
+    if "clean_score" in example:
+        scores = (f" (score {example['clean_score']:.3f} -> {example['adversarial_score']:.3f}, threshold "
+                  f"{example['threshold']:g})")
+    caption = html.escape(f"{example['target']} / {example['attack']}: clean {clean}, perturbed {adversarial}"
+                          f"{scores}")
     return (f"<figure><img alt='clean' src='data:image/png;base64,{example['clean_png']}'>"
             f"<img alt='perturbed' src='data:image/png;base64,{example['adversarial_png']}'>"
             f"<figcaption>{caption}</figcaption></figure>")

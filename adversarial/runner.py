@@ -237,9 +237,29 @@ def image_suite(report: Report, targets: Sequence[Any], images: Sequence[Image.I
                 "image", target.name, spec.name, "flip_rate", result.flip_rate,
                 limit(thresholds, "image", target.name, spec.name), seconds=result.attack_seconds,
                 details={k: v for k, v in result.as_dict().items() if k != "examples"}))
-            examples.extend({"suite": "image", "target": target.name, "attack": spec.name, **pair.as_dict()}
+            examples.extend({"suite": "image", "target": target.name, "attack": spec.name, **pair.as_dict(),
+                             **_scores(target, pair)}
                             for pair in result.examples[:1] if pair.adversarial_verdict != pair.clean_verdict)
     return adversarial
+
+
+def _scores(target: Any, pair: Any) -> dict[str, float]:
+    """The gate's score (NSFW probability, quality, brand score) of an example's clean and perturbed image."""
+    import base64
+    import io
+
+    import torch
+
+    from adversarial.base import to_tensor
+
+    score = getattr(target, "score", None)
+    if score is None:
+        return {}
+    images = [Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB")
+              for data in (pair.clean_png, pair.adversarial_png)]
+    with torch.no_grad():
+        clean, perturbed = (float(v) for v in score(to_tensor(images)).flatten().tolist())
+    return {"clean_score": clean, "adversarial_score": perturbed, "threshold": float(target.threshold)}
 
 
 def defense_suite(report: Report, targets: Sequence[Any], images: Sequence[Image.Image], profile: Profile,

@@ -66,6 +66,9 @@ def test_a_violated_threshold_exits_1_and_the_reports_say_which(tmp_path: Path,
     assert [c.get("name") for c in failed] == ["pgd-2"] and suites.get("failures") == "1"
     page = (tmp_path / "report" / "report.html").read_text()
     assert "threshold(s) violated" in page and "data:image/png;base64," in page  # a flipped example is shown
+    (example,) = [e for e in report["examples"] if e["attack"] == "pgd-2"]
+    assert example["clean_score"] < 0.15 <= example["adversarial_score"]  # below min_quality, then above it
+    assert f"{example['clean_score']:.3f} -&gt; {example['adversarial_score']:.3f}" in page
 
 
 def test_within_thresholds_exits_0(tmp_path: Path) -> None:
