@@ -114,17 +114,25 @@ class Report:
 
 # -- thresholds ----------------------------------------------------------------------------------------------------
 
-def load_thresholds(path: Path) -> dict[str, Any]:
-    """The thresholds file as nested tables; every problem is a RunError naming the file and the key."""
+def load_thresholds(path: Path, profile: str) -> dict[str, Any]:
+    """The profile's table of the thresholds file (``[<profile>.<suite>...]``); every problem is a RunError naming
+    the file and the key. A stronger profile flips more, so each profile has its own bounds."""
     if not path.is_file():
         raise RunError(f"thresholds file {str(path)!r} does not exist")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise RunError(f"thresholds file {str(path)!r} is not valid TOML: {exc}") from exc
+    stray = sorted(set(document) - set(PROFILES))
+    if stray:
+        raise RunError(f"thresholds file {str(path)!r}: unknown profiles {stray} (known: {', '.join(PROFILES)})")
+    if profile not in document:
+        raise RunError(f"thresholds file {str(path)!r} has no [{profile}] table: no bounds for profile {profile!r}")
+    data = document[profile]
     unknown = sorted(set(data) - set(SUITES))
     if unknown:
-        raise RunError(f"thresholds file {str(path)!r}: unknown tables {unknown} (known: {', '.join(SUITES)})")
+        raise RunError(f"thresholds file {str(path)!r}: unknown tables {unknown} in [{profile}] "
+                       f"(known: {', '.join(SUITES)})")
 
     def walk(node: Mapping[str, Any], where: str) -> None:
         for key, value in node.items():
@@ -133,8 +141,8 @@ def load_thresholds(path: Path) -> dict[str, Any]:
             elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise RunError(f"thresholds file {str(path)!r}: `{where}.{key}` must be a number >= 0, not {value!r}")
 
-    walk(data, "")
-    return data
+    walk(data, profile)
+    return dict(data)
 
 
 def limit(thresholds: Mapping[str, Any], *keys: str) -> float | None:
@@ -370,7 +378,7 @@ def run(profile_name: str, *, thresholds_path: Path = THRESHOLDS, policy_dir: Pa
     unknown_suites = [s for s in suites if s not in SUITES]
     if unknown_suites:
         raise RunError(f"unknown suites {unknown_suites} (known: {', '.join(SUITES)})")
-    thresholds = load_thresholds(thresholds_path)
+    thresholds = load_thresholds(thresholds_path, profile.name)
     target_names, specs = check_plan(profile, targets or profile.targets,
                                      attacks or [s.name for s in profile.attacks],
                                      strict=targets is not None or attacks is not None)

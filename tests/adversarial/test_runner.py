@@ -28,12 +28,15 @@ def run(tmp_path: Path, *extra: str, thresholds: str | None = None) -> int:
     (["--profile", "nightly"], None, "unknown profile 'nightly' (known: ci, full)"),
     (["--thresholds", "/nonexistent/thresholds.toml"], None, "/nonexistent/thresholds.toml' does not exist"),
     ([], "[image\nbroken", "is not valid TOML"),
-    ([], "[images]\nx = 1\n", "unknown tables ['images']"),
-    ([], "[image.nsfw]\npgd-8 = \"low\"\n", "`.image.nsfw.pgd-8` must be a number >= 0"),
-    (["--targets", "nsfw,faces"], "", "unknown targets ['faces']"),
-    (["--attacks", "pgd-16"], "", "unknown attacks ['pgd-16'] for profile 'ci'"),
-    (["--suites", "image,vibes"], "", "unknown suites ['vibes']"),
-    (["--targets", "nsfw-onnx", "--attacks", "pgd-8,square-8"], "",
+    ([], "[nightly.image]\nx = 1\n", "unknown profiles ['nightly']"),
+    ([], "[full.image]\nx = 1\n", "has no [ci] table: no bounds for profile 'ci'"),
+    ([], "[ci.images]\nx = 1\n", "unknown tables ['images'] in [ci]"),
+    ([], "[ci.image.nsfw]\npgd-8 = \"low\"\n", "`ci.image.nsfw.pgd-8` must be a number >= 0"),
+    (["--targets", "nsfw,faces"], "[ci]", "unknown targets ['faces']"),
+    (["--attacks", "pgd-16"], "[ci]", "unknown attacks ['pgd-16'] for profile 'ci'"),
+    (["--suites", "image,vibes"], "[ci]", "unknown suites ['vibes']"),
+    (["--targets", "nsfw-onnx"], "[ci]", "target 'nsfw-onnx' is not differentiable"),
+    (["--targets", "nsfw-onnx", "--attacks", "pgd-8,square-8"], "[ci]",
      "target 'nsfw-onnx' is not differentiable (onnxruntime has no gradient), so the white-box attacks ['pgd-8']"),
 ])
 def test_misconfigured_runs_exit_2_naming_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -51,7 +54,7 @@ def test_a_violated_threshold_exits_1_and_the_reports_say_which(tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """Half the sample images are blurred below the quality gate; a 2/255 perturbation adds enough "sharpness" to
     pass them (the Laplacian reads noise as detail), so a zero flip-rate bound is violated."""
-    assert run(tmp_path, *SMALL, thresholds="[image.quality]\npgd-2 = 0.0\n") == 1
+    assert run(tmp_path, *SMALL, thresholds="[ci.image.quality]\npgd-2 = 0.0\n") == 1
     out = capsys.readouterr().out
     assert "FAIL image     quality    pgd-2" in out and "1 violated" in out
     report = json.loads((tmp_path / "report" / "report.json").read_text())
@@ -72,16 +75,18 @@ def test_a_violated_threshold_exits_1_and_the_reports_say_which(tmp_path: Path,
 
 
 def test_within_thresholds_exits_0(tmp_path: Path) -> None:
-    assert run(tmp_path, *SMALL, thresholds="[image.quality]\npgd-2 = 1.0\nfgsm-2 = 1.0\n") == 0
+    assert run(tmp_path, *SMALL, thresholds="[ci.image.quality]\npgd-2 = 1.0\nfgsm-2 = 1.0\n") == 0
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["passed"] is True and all(c["limit"] == 1.0 for c in report["checks"])
 
 
-def test_the_shipped_thresholds_load_and_bound_every_ci_suite() -> None:
-    thresholds = load_thresholds(THRESHOLDS)
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_the_shipped_thresholds_bound_every_suite_of_every_profile(profile: str) -> None:
+    thresholds = load_thresholds(THRESHOLDS, profile)
     assert set(thresholds) == {"image", "defense", "detector", "text", "poisoning"}
-    for target in PROFILES["ci"].targets:
-        assert set(thresholds["image"][target]) == {spec.name for spec in PROFILES["ci"].attacks}
+    for target in PROFILES[profile].targets:
+        expected = {s.name for s in PROFILES[profile].attacks if target != "nsfw-onnx" or not s.white_box}
+        assert set(thresholds["image"][target]) == expected
     assert thresholds["poisoning"]["max_failures"] == 0
 
 
