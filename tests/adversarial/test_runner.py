@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from adversarial.runner import PROFILES, THRESHOLDS, load_thresholds, sample_images
+from adversarial.runner import PROFILES, THRESHOLDS, load_thresholds
+from adversarial.suites import sample_images
 from gateway.cli import main
 
 SMALL = ["--suites", "image", "--targets", "quality", "--attacks", "fgsm-2,pgd-2"]
