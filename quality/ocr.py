@@ -18,21 +18,19 @@ all-caps lines lose their spaces otherwise ("SUMMERSALE"), which hides banned wo
 
 from __future__ import annotations
 
-import hashlib
-import importlib.resources
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 from PIL import Image
 from rapidocr_onnxruntime import RapidOCR
 
 from quality.base import FieldType, ScoreContext, ScoreValue
 from quality.ocr_text import INFERRED_SPACE, Line, analyse, fold_char, is_wide, lexicon, lexicon_path
+from quality.packaged_models import onnx_providers, package_file, sha256_files
 
 _PACKAGE = "rapidocr-onnxruntime"
 _MODELS = {
@@ -49,22 +47,9 @@ MAX_ASPECT = 4  # longer side over shorter side of what the detector gets (paddi
 
 def bundled_model_paths() -> dict[str, Path]:
     """The three ONNX files inside the installed ``rapidocr_onnxruntime`` package; raises if the wheel lacks one."""
-    models = importlib.resources.files("rapidocr_onnxruntime") / "models"
-    paths = {}
-    for role, filename in _MODELS.items():
-        resource = models / filename
-        if not resource.is_file():
-            raise FileNotFoundError(f"the OCR model {filename!r} is not inside the installed {_PACKAGE} "
-                                    f"{metadata.version(_PACKAGE)} package ({resource}); reinstall it from PyPI")
-        paths[role] = Path(str(resource))
-    return paths
-
-
-def _sha256(paths: Iterable[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    return {role: package_file(_PACKAGE.replace("-", "_"), f"models/{filename}", what="OCR model",
+                               distribution=_PACKAGE)
+            for role, filename in _MODELS.items()}
 
 
 class SpacedCTCDecode:
@@ -153,10 +138,10 @@ class OcrScorer:
         paths = bundled_model_paths()
         self.model_paths = paths
         self.lexicon = lexicon()
-        self.version = (f"rapidocr-onnxruntime:{metadata.version(_PACKAGE)}:{_sha256(paths.values())[:12]}"
-                        f"+lexicon:{_sha256([lexicon_path()])[:12]}")
-        cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-        self.providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
+        self.version = (f"rapidocr-onnxruntime:{metadata.version(_PACKAGE)}:{sha256_files(paths.values())[:12]}"
+                        f"+lexicon:{sha256_files([lexicon_path()])[:12]}")
+        self.providers = onnx_providers()
+        cuda = self.providers[0] == "CUDAExecutionProvider"
         self._engine = RapidOCR(
             det_model_path=str(paths["det"]), cls_model_path=str(paths["cls"]), rec_model_path=str(paths["rec"]),
             det_use_cuda=cuda, cls_use_cuda=cuda, rec_use_cuda=cuda, det_limit_side_len=det_limit_side_len,
