@@ -122,6 +122,41 @@ def gateway(make_gateway: Callable[..., Gateway]) -> Gateway:
     return make_gateway()
 
 
+@pytest.fixture
+def serve() -> Iterator[Callable[[Gateway], str]]:
+    """Factory: ``serve(gateway)`` -> the base URL of that gateway's app served by uvicorn on a free loopback port,
+    for clients that need real HTTP (the openai SDK, a CLI fetching from a deployed gateway)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from gateway.app import create_app
+
+    running: list[tuple[Any, threading.Thread]] = []
+
+    def start(gateway: Gateway) -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(create_app(runtime=gateway.runtime), host="127.0.0.1", port=port,
+                                               log_level="warning", lifespan="on"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        running.append((server, thread))
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, thread in running:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
 # -- PostgreSQL: a throw-away cluster for the session, a fresh database per test ------------------------------------
 
 

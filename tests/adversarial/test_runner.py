@@ -98,38 +98,16 @@ def test_sample_images_are_deterministic_and_half_blurred() -> None:
 
 
 def test_the_bundle_a_deployed_gateway_enforces_is_fetched_and_attacked(
-        gateway: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
-    from gateway.app import create_app
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime=gateway.runtime), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        assert run(tmp_path, "--suites", "text", "--gateway", url) == 2  # no key
-        assert "MEDIAGATE_API_KEY" in capsys.readouterr().err
-        monkeypatch.setenv("MEDIAGATE_API_KEY", gateway.key("demo", "app")["Authorization"].split()[1])
-        assert run(tmp_path, "--suites", "text", "--gateway", url) == 2  # an app key may not read the bundle
-        assert "403" in capsys.readouterr().err
-        monkeypatch.setenv("MEDIAGATE_API_KEY", gateway.key("demo", "auditor")["Authorization"].split()[1])
-        assert run(tmp_path, "--suites", "text", "--gateway", url) == 0
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        gateway: Any, serve: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    url = serve(gateway)
+    assert run(tmp_path, "--suites", "text", "--gateway", url) == 2  # no key
+    assert "MEDIAGATE_API_KEY" in capsys.readouterr().err
+    monkeypatch.setenv("MEDIAGATE_API_KEY", gateway.key("demo", "app")["Authorization"].split()[1])
+    assert run(tmp_path, "--suites", "text", "--gateway", url) == 2  # an app key may not read the bundle
+    assert "403" in capsys.readouterr().err
+    monkeypatch.setenv("MEDIAGATE_API_KEY", gateway.key("demo", "auditor")["Authorization"].split()[1])
+    assert run(tmp_path, "--suites", "text", "--gateway", url) == 0
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     (evasion,) = [c for c in report["checks"] if c["metric"] == "evasion_rate"]
     assert evasion["details"]["policy_revision"] == gateway.runtime.policy.revision

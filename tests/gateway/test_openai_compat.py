@@ -4,37 +4,17 @@ from __future__ import annotations
 
 import base64
 import io
-import socket
-import threading
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
-import uvicorn
 from PIL import Image
-
-from gateway.app import create_app
 
 
 @pytest.fixture
-def served(gateway: Any) -> Iterator[tuple[str, Any]]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime=gateway.runtime), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", gateway
-    server.should_exit = True
-    thread.join(timeout=10)
+def served(gateway: Any, serve: Any) -> tuple[str, Any]:
+    return serve(gateway), gateway
 
 
 def client(base: str, headers: dict[str, str]) -> openai.OpenAI:
