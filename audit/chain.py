@@ -52,6 +52,24 @@ def _jcs_ready(value: Any) -> Any:
     differ from Python's, types JSON lacks) raises ``_Slow``. Returns ``value`` itself when nothing changed.
     """
     kind = type(value)
+    if kind is dict:
+        try:
+            if not "".join(value).isascii():  # also refuses keys that are not strings (TypeError)
+                raise _Slow
+        except TypeError:
+            raise _Slow from None
+        changed: dict[str, Any] | None = None
+        for key, item in value.items():
+            # the leaves most payloads are made of, checked inline: a call per value was most of the encoding time
+            t = type(item)
+            if t is str or t is bool or item is None or (t is int and -_SAFE_INT <= item <= _SAFE_INT):
+                continue
+            ready = _jcs_ready(item)
+            if ready is not item:
+                if changed is None:
+                    changed = dict(value)
+                changed[key] = ready
+        return value if changed is None else changed
     if kind is str or kind is bool or value is None:
         return value
     if kind is int:
@@ -66,17 +84,6 @@ def _jcs_ready(value: Any) -> Any:
         if 1e-4 <= abs(value) < 1e16:
             return value
         raise _Slow  # and NaN, infinities
-    if kind is dict:
-        changed: dict[str, Any] | None = None
-        for key, item in value.items():
-            if type(key) is not str or not key.isascii():
-                raise _Slow
-            ready = _jcs_ready(item)
-            if ready is not item:
-                if changed is None:
-                    changed = dict(value)
-                changed[key] = ready
-        return value if changed is None else changed
     if kind is list or kind is tuple:
         items = [_jcs_ready(item) for item in value]
         return value if all(a is b for a, b in zip(items, value, strict=True)) else items

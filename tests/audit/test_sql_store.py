@@ -217,3 +217,49 @@ def test_non_finite_payload_is_refused_before_anything_is_written(make_store: Ca
         assert len(store.list(s)) == 1
         store.append(s, tenant="a", kind="test", payload={"ok": 1})  # the lock was not leaked
         s.commit()
+
+
+def test_rows_appended_before_a_rolled_back_savepoint_are_kept(make_store: Callable) -> None:
+    """Appends wait in memory for one batched insert: a SAVEPOINT that starts later and is rolled back must not take
+    them with it, and the tip after the rollback must be the database's."""
+    engine, store, _ = make_store(entries=1)
+    with Session(engine) as s:
+        store.append(s, tenant="a", kind="before", payload={"i": 1})
+        with pytest.raises(RuntimeError), s.begin_nested():
+            store.append(s, tenant="a", kind="inside", payload={"i": 2})
+            raise RuntimeError("the savepoint's writer failed")
+        store.append(s, tenant="a", kind="after", payload={"i": 3})
+        s.commit()
+    with Session(engine) as s:
+        assert [(e.seq, e.kind) for e in store.list(s)] == [(1, "test"), (2, "before"), (3, "after")]
+    assert verify(engine, store).ok
+
+
+def test_pending_appends_are_visible_to_the_same_transaction(make_store: Callable) -> None:
+    """Any statement the session runs first writes what is pending: reads inside the transaction see the rows."""
+    engine, store, _ = make_store(entries=2)
+    with Session(engine) as s:
+        appended = [store.append(s, tenant="a", kind="test", payload={"i": i}) for i in range(5)]
+        assert store.get(s, appended[3].id) == appended[3]
+        assert s.exec(select(AuditRow.seq).order_by(AuditRow.seq.desc())).first() == 7  # type: ignore[attr-defined]
+        more = store.append(s, tenant="b", kind="test", payload={"i": 5})
+        s.commit()
+    assert more.seq == 8 and more.prev_hash == appended[-1].hash
+    report = verify(engine, store)
+    assert report.ok and report.checked == 8
+
+
+def test_a_failed_batched_insert_commits_nothing(make_store: Callable) -> None:
+    """The batched insert runs at commit: if the database refuses it, the commit fails and nothing is written."""
+    engine, store, _ = make_store(entries=1)
+    with Session(engine) as s:
+        store.append(s, tenant="a", kind="test", payload={"i": 1})
+        s.add(AuditRow(seq=3, id="ae_squatter", ts="t", tenant="a", kind="test", payload="{}", prev_hash="0" * 64,
+                       hash="e" * 64))
+        s.flush()  # the squatter takes seq 3 in this transaction: the second pending append collides with it
+        store.append(s, tenant="a", kind="test", payload={"i": 2})
+        with pytest.raises(engine.dialect.dbapi.IntegrityError):  # type: ignore[union-attr]  # written raw
+            s.commit()
+    with Session(engine) as s:
+        assert [e.seq for e in store.list(s)] == [1]
+    assert verify(engine, store).ok
