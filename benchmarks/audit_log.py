@@ -10,6 +10,7 @@ Appends carry a payload shaped like a real decision (about 1 KiB of canonical JS
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import random
 import statistics
 import tempfile
@@ -72,6 +73,51 @@ def append_grouped(engine: Any, store: SqlAuditStore, start: int, count: int, th
     return rate, statistics.mean(sizes)
 
 
+def _process_writer(url: str, start: int, count: int, threads: int, ready: Any, go: Any, out: Any) -> None:
+    """One gateway-like process: its own engine, store and committer, ``threads`` writers."""
+    engine = make_engine(url)
+    store = SqlAuditStore()
+    sizes: list[int] = []
+    committer = GroupCommitter(engine, observe=lambda n, _s: sizes.append(n))
+    per = count // threads
+    decisions = [[payload(i) for i in range(start + k * per, start + (k + 1) * per)] for k in range(threads)]
+
+    def writer(k: int) -> None:
+        go.wait()
+        for decision in decisions[k]:
+            encoded = Canonical.of(decision)
+            committer.run(lambda s, p=encoded: store.append(s, tenant="bench", kind="bench", payload=p))
+
+    workers = [threading.Thread(target=writer, args=(k,)) for k in range(threads)]
+    for w in workers:
+        w.start()
+    ready.release()
+    for w in workers:
+        w.join()
+    committer.close()
+    out.put((per * threads, statistics.mean(sizes)))
+
+
+def append_processes(url: str, start: int, count: int, threads: int, processes: int) -> tuple[float, float]:
+    """Group commit from ``processes`` gateway processes appending to one database (``threads`` writers in all)."""
+    ctx = multiprocessing.get_context("spawn")
+    ready, go, out = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
+    per = count // processes
+    procs = [ctx.Process(target=_process_writer, args=(url, start + k * per, per, threads // processes, ready, go, out))
+             for k in range(processes)]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        ready.acquire()
+    t0 = time.perf_counter()
+    go.set()
+    results = [out.get() for _ in procs]
+    elapsed = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+    return sum(n for n, _ in results) / elapsed, statistics.mean(b for _, b in results)
+
+
 def proofs(engine: Any, store: SqlAuditStore, samples: int = 200) -> dict[str, float]:
     with Session(engine) as s:
         size = store.size(s)
@@ -102,6 +148,8 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=20_000, help="entries appended with group commit")
     parser.add_argument("--single", type=int, default=2_000, help="entries appended one transaction each")
     parser.add_argument("--threads", type=int, default=32, help="concurrent writers for group commit")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="gateway processes appending at once (each with its own committer; threads split)")
     parser.add_argument("--proofs-only", action="store_true", help="append fast, then time proofs and verify")
     args = parser.parse_args()
 
@@ -113,8 +161,12 @@ def main() -> None:
     print(f"backend={backend} entries={args.entries} threads={args.threads}")
     if not args.proofs_only:
         print(f"append, one transaction per entry: {append_single(engine, store, 0, args.single):,.0f} entries/s")
-    rate, batch = append_grouped(engine, store, args.single, args.entries, args.threads)
-    print(f"append, group commit ({args.threads} writers): {rate:,.0f} entries/s, mean batch {batch:.1f}")
+    if args.processes > 1:
+        rate, batch = append_processes(url, args.single, args.entries, args.threads, args.processes)
+    else:
+        rate, batch = append_grouped(engine, store, args.single, args.entries, args.threads)
+    print(f"append, group commit ({args.threads} writers in {args.processes} process(es)): {rate:,.0f} entries/s, "
+          f"mean batch {batch:.1f}")
     t0 = time.perf_counter()
     with Session(engine) as s:
         report = store.verify(s)
