@@ -127,7 +127,8 @@ class ClipModel:
     """
 
     def __init__(
-        self, directory: Path | str, *, device: str = "auto", batch_size: int = 32, text_cache_size: int = 1024
+        self, directory: Path | str, *, device: str = "auto", batch_size: int = 32, text_cache_size: int = 1024,
+        device_preprocess: bool | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"`batch_size` has to be at least 1 but is {batch_size}")
@@ -146,6 +147,15 @@ class ClipModel:
         self.weights_path = _weights_file(self.directory)
         self.revision = _sha256(self.weights_path)[:12]
         self.model, self.preprocess, self.tokenizer = self._load()
+        # Resizing 512-px images with PIL takes ~2.5 ms each on one CPU thread: on a GPU that, not the model, bounds
+        # throughput (measured on an H200: 344 images/s at batch 64). The same transform as tensor operations on
+        # the model's device instead; None = on for CUDA. Transforms it cannot reproduce keep the PIL path.
+        self._plan = _TensorPreprocess.of(self.preprocess)
+        use = self.device.type == "cuda" if device_preprocess is None else device_preprocess
+        if use and self._plan is None:
+            raise ClipModelError(f"the preprocessing of {self.directory} cannot run as tensor operations: "
+                                 f"{self.preprocess}")
+        self.device_preprocess = use
         self.embed_dim = int(self.config["model_cfg"]["embed_dim"])
         size = getattr(self.model.visual, "image_size", 224)
         self.image_size = tuple(size) if isinstance(size, tuple | list) else (int(size), int(size))
@@ -200,7 +210,11 @@ class ClipModel:
 
     def _pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
         dtype = torch.float16 if self.precision == "fp16" else torch.float32
-        batch = torch.stack([self.preprocess(im if im.mode == "RGB" else im.convert("RGB")) for im in images])
+        rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
+        if self.device_preprocess:
+            assert self._plan is not None
+            return self._plan(rgb, self.device).to(dtype)
+        batch = torch.stack([self.preprocess(im) for im in rgb])
         return batch.to(self.device, dtype=dtype, non_blocking=True)
 
     def encode_images(self, images: Sequence[Image.Image], *, batch_size: int | None = None) -> torch.Tensor:
@@ -250,6 +264,84 @@ class ClipModel:
             tokens = self.tokenizer(["warm up"]).to(self.device)
             with torch.inference_mode(), self._autocast():
                 self.model.encode_text(tokens)
+
+
+_STAGING_MAX_BYTES = 256 * 1024 * 1024  # larger batches of large images get a buffer of their own, not kept
+
+
+class _TensorPreprocess:
+    """open_clip's inference transform (shortest side resized, centre crop, scaled to [0, 1], normalised) as tensor
+    operations on any device; images of one size are resized together.
+
+    torch's antialiased bicubic/bilinear resize follows PIL's filters (torchvision documents the two as close, not
+    equal): a test bounds the difference in pixels and in embeddings.
+    """
+
+    def __init__(self, size: int, mode: str, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.size, self.mode = size, mode
+        self._staging: dict[tuple[int, int], torch.Tensor] = {}
+        self._lock = threading.Lock()
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+
+    @classmethod
+    def of(cls, transform: Any) -> _TensorPreprocess | None:
+        """The plan for ``transform``, or None unless it is exactly Resize(int) -> square CenterCrop of that size
+        -> RGB -> tensor -> Normalize (what open_clip builds for ``resize_mode: shortest``)."""
+        from torchvision.transforms import CenterCrop, InterpolationMode, Normalize, Resize
+
+        steps = list(getattr(transform, "transforms", []))
+        names = [type(t).__name__ for t in steps]
+        if names != ["Resize", "CenterCrop", "MaybeConvertMode", "MaybeToTensor", "Normalize"]:
+            return None
+        resize, crop, convert, _, normalize = steps
+        assert isinstance(resize, Resize) and isinstance(crop, CenterCrop) and isinstance(normalize, Normalize)
+        size = resize.size[0] if isinstance(resize.size, list | tuple) and len(resize.size) == 1 else resize.size
+        modes = {InterpolationMode.BICUBIC: "bicubic", InterpolationMode.BILINEAR: "bilinear"}
+        if (not isinstance(size, int) or resize.max_size is not None or resize.antialias is False
+                or resize.interpolation not in modes or tuple(crop.size) != (size, size)
+                or getattr(convert, "mode", None) != "RGB"):
+            return None
+        return cls(size, modes[resize.interpolation], normalize.mean, normalize.std)
+
+    def _resized(self, batch: torch.Tensor) -> torch.Tensor:
+        """``(n, 3, h, w)`` floats in [0, 1] -> ``(n, 3, size, size)``: torchvision's Resize(int) output size (the
+        short side becomes ``size``, the long side ``int(size * long / short)``), then CenterCrop's offsets."""
+        h, w = batch.shape[-2:]
+        short, long = (h, w) if h <= w else (w, h)
+        new_short, new_long = self.size, int(self.size * long / short)
+        new_h, new_w = (new_short, new_long) if h <= w else (new_long, new_short)
+        if (new_h, new_w) != (h, w):
+            batch = F.interpolate(batch, size=(new_h, new_w), mode=self.mode, align_corners=False, antialias=True)
+            batch = batch.clamp_(0.0, 1.0)  # PIL's resize saturates to 0..255; bicubic overshoots without it
+        top, left = int(round((new_h - self.size) / 2.0)), int(round((new_w - self.size) / 2.0))
+        return batch[..., top:top + self.size, left:left + self.size]
+
+    def _host(self, count: int, height: int, width: int, device: torch.device) -> torch.Tensor:
+        """A ``(count, height, width, 3)`` uint8 staging tensor, kept per image size and reused (pinned on CUDA):
+        filling warm memory is 3x faster than a fresh array, whose pages fault in on first touch."""
+        kept = self._staging.get((height, width))
+        if kept is None or kept.shape[0] < count:
+            kept = torch.empty((count, height, width, 3), dtype=torch.uint8, pin_memory=device.type == "cuda")
+            if kept.numel() <= _STAGING_MAX_BYTES:
+                self._staging[(height, width)] = kept
+        return kept[:count]
+
+    def __call__(self, images: Sequence[Image.Image], device: torch.device) -> torch.Tensor:
+        out: list[torch.Tensor | None] = [None] * len(images)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, im in enumerate(images):
+            groups.setdefault(im.size, []).append(i)
+        with self._lock:  # one staging buffer per size; the copy to the device ends before the lock is let go
+            for (width, height), indices in groups.items():
+                host = self._host(len(indices), height, width, device)
+                for row, i in enumerate(indices):
+                    host[row].numpy()[...] = images[i]  # PIL's array interface: one copy, into the buffer
+                batch = host.to(device).permute(0, 3, 1, 2).float().div_(255.0)
+                for i, pixels in zip(indices, self._resized(batch), strict=True):
+                    out[i] = pixels
+        stacked = torch.stack([p for p in out if p is not None])
+        return (stacked - self.mean.to(device)) / self.std.to(device)
 
 
 def write_clip_dir(

@@ -318,7 +318,46 @@ def test_auto_device_follows_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_runs_half_precision_close_to_cpu(clip_dir: Path, model: ClipModel, make_image: ImageFactory) -> None:
     gpu = ClipModel(clip_dir, device="auto")
-    assert gpu.device.type == "cuda" and gpu.precision == "fp16"
-    images = [make_image(i) for i in range(4)]
+    assert gpu.device.type == "cuda" and gpu.precision == "fp16" and gpu.device_preprocess
+    images = [make_image(i) for i in range(4)] + [make_image(9, size=(700, 300), mode="RGBA")]
     assert torch.allclose(gpu.encode_images(images), model.encode_images(images), atol=2e-2)
     assert torch.allclose(gpu.encode_texts(["a cat"]), model.encode_texts(["a cat"]), atol=2e-2)
+
+
+def _photo_like(seed: int, size: tuple[int, int]) -> Image.Image:
+    """Smooth gradients with a few edges: what a resize sees in a real picture (noise is its worst case)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size[1], 0:size[0]] / max(size)
+    channels = [np.sin(x * rng.uniform(2, 9) + rng.uniform(0, 6)) * np.cos(y * rng.uniform(2, 9)) for _ in range(3)]
+    pixels = (np.stack(channels, -1) * 0.5 + 0.5) * 255
+    pixels[size[1] // 3: size[1] // 2, size[0] // 4: size[0] // 2] = rng.integers(0, 256, 3)  # a hard-edged block
+    return Image.fromarray(pixels.astype(np.uint8), mode="RGB")
+
+
+@pytest.mark.parametrize("image_size", [32, 224])
+def test_tensor_preprocessing_follows_the_pil_transform(tmp_path: Path, image_size: int) -> None:
+    """The device path (resize, crop, normalise as tensor ops; on by default on CUDA, forced here on the CPU) sees
+    the pixels the PIL transform gives, up to the two resize filters' small differences, and the same embeddings."""
+    cfg = json.loads(json.dumps(TINY_CLIP_CONFIG))
+    cfg["vision_cfg"]["image_size"] = image_size
+    directory = write_clip_dir(tmp_path / "clip", cfg, seed=3)
+    pil, tensor = ClipModel(directory, device="cpu"), ClipModel(directory, device="cpu", device_preprocess=True)
+    assert not pil.device_preprocess and tensor.device_preprocess
+    sizes = [(512, 512), (512, 512), (700, 300), (299, 701), (image_size, image_size), (image_size + 7, 50)]
+    images = [_photo_like(i, size) for i, size in enumerate(sizes)]
+    images[2] = images[2].convert("RGBA")
+    images[3] = images[3].convert("L")
+    expected, got = pil._pixels(images), tensor._pixels(images)
+    assert got.shape == expected.shape == (len(images), 3, image_size, image_size)
+    difference = (got - expected).abs()  # normalised units: 1.0 is about 0.27 of the full 0..255 range
+    assert difference.mean() < 0.01 and difference.max() < 0.2
+    cosines = (pil.encode_images(images) * tensor.encode_images(images)).sum(-1)
+    assert cosines.min() > 0.999
+
+
+def test_a_transform_the_tensor_path_cannot_follow_is_refused(tmp_path: Path, clip_dir: Path) -> None:
+    squash = write_clip_dir(tmp_path / "squash", TINY_CLIP_CONFIG, seed=1,
+                            preprocess_cfg={"resize_mode": "squash", "interpolation": "bicubic"})
+    assert not ClipModel(squash, device="cpu").device_preprocess  # auto on a CPU: the PIL path, which can
+    with pytest.raises(ClipModelError, match="cannot run as tensor operations"):
+        ClipModel(squash, device="cpu", device_preprocess=True)
