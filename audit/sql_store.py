@@ -193,6 +193,9 @@ class _Inserts:
             self._cursor.executemany(self._node_sql, nodes)
 
     def close(self) -> None:
+        """Close the cursor: only while the transaction still holds its connection (before the commit). After the
+        transaction ends the pool may already have closed that connection, and closing a cursor of a closed
+        connection raises; there the object is only dropped."""
         self._entries, self._nodes = [], []
         self._cursor.close()
 
@@ -203,9 +206,13 @@ def _flush(session: Session) -> None:
         inserts.flush()
 
 
-def _close(inserts: _Inserts | None) -> None:
-    if inserts is not None:
-        inserts.close()
+def _close_before_commit(session: Session) -> None:
+    """Write what is pending; at the outermost commit, also close the cursor while the connection is ours."""
+    _flush(session)
+    if not session.in_nested_transaction():
+        inserts: _Inserts | None = session.info.pop(_INSERTS, None)
+        if inserts is not None:
+            inserts.close()
 
 
 class _Tip:
@@ -291,7 +298,7 @@ class SqlAuditStore:
         def release(_session: Any, transaction: Any) -> None:
             if transaction.parent is None:
                 session.info.pop(_CACHE, None)
-                _close(session.info.pop(_INSERTS, None))
+                session.info.pop(_INSERTS, None)  # rolled back: dropped, not closed (see _Inserts.close)
                 for _ in range(session.info.get("audit_locks_held", 0)):
                     self._lock.release()
                 session.info["audit_locks_held"] = 0
@@ -299,7 +306,7 @@ class SqlAuditStore:
         def forget(_session: Any, _transaction: Any) -> None:
             # A rolled-back savepoint may have held appends: the cached tip no longer matches the database.
             session.info.pop(_CACHE, None)
-            _close(session.info.pop(_INSERTS, None))
+            session.info.pop(_INSERTS, None)
 
         def committed(_session: Any) -> None:
             tip = session.info.get(_CACHE)
@@ -314,7 +321,7 @@ class SqlAuditStore:
         event.listen(session, "after_soft_rollback", forget)
         event.listen(session, "after_commit", committed)
         # Pending rows go in before the commit, before any statement of the session, before a savepoint.
-        event.listen(session, "before_commit", lambda _s: _flush(session))
+        event.listen(session, "before_commit", lambda _s: _close_before_commit(session))
         event.listen(session, "do_orm_execute", lambda _state: _flush(session))
         event.listen(session, "after_transaction_create", before_savepoint)
         session.info["audit_listener"] = True
