@@ -8,12 +8,18 @@ the commit does any caller get its result, so a crash between batches loses noth
 runs with ``synchronous=FULL``; PostgreSQL fsyncs on commit).
 Appends in a batch are sequential, so the chain order is the commit order.
 
+Writers are threads (``run``) or asyncio tasks (``await run_async``). A thread blocks until its batch commits, and
+waking it costs an OS thread switch and a turn of the interpreter lock per write: with a hundred writers that, not
+the database, bounds the rate (about 18k appends/s on a 2-core VM). A task's write is resolved by one callback per
+event loop per batch, so a batch of a hundred costs one wake-up (about 30k/s on the same machine).
+
 On SQLite the batch opens with ``BEGIN IMMEDIATE``: the write lock is taken before the first read, so no other
 connection can commit between the batch reading the last entry and appending after it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -55,6 +61,54 @@ class _Job(Generic[T]):
         return self._done.acquire(timeout=timeout_s)
 
 
+class _AsyncJob(Generic[T]):
+    """An asyncio task's write: resolved on its event loop, a whole batch's at a time (``_wake``). A timer, not
+    ``asyncio.wait_for`` (which costs a task and several futures per write), gives up after the timeout."""
+
+    __slots__ = ("write", "future", "loop", "timer")
+
+    def __init__(self, write: Callable[[Session], T], loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:
+        self.write = write
+        self.loop = loop
+        self.future: asyncio.Future[T] = loop.create_future()
+        self.timer = loop.call_later(timeout_s, _expire, self.future, timeout_s)
+
+
+def _expire(future: asyncio.Future[Any], timeout_s: float) -> None:
+    if not future.done():
+        future.set_exception(CommitFailed(f"no commit within {timeout_s} s"))
+
+
+def _resolve(outcomes: list[tuple[_AsyncJob[Any], Any, BaseException | None]]) -> None:
+    """On the writers' event loop: hand each task its value or exception (one call per batch)."""
+    for job, value, error in outcomes:
+        job.timer.cancel()
+        if job.future.done():  # timed out, or its task was cancelled: nobody to tell
+            continue
+        if error is None:
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(error)
+
+
+def _wake(outcomes: list[tuple[Any, Any, BaseException | None]]) -> None:
+    """Finish every writer of a batch: threads one by one, asyncio tasks with one callback per event loop."""
+    loops: dict[asyncio.AbstractEventLoop, list[tuple[_AsyncJob[Any], Any, BaseException | None]]] = {}
+    for job, value, error in outcomes:
+        if isinstance(job, _AsyncJob):
+            loops.setdefault(job.loop, []).append((job, value, error))
+        else:
+            job.finish(value, error)
+    for loop, jobs in loops.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, jobs)
+        except RuntimeError:  # the loop was closed meanwhile: its tasks are gone, nobody waits for an answer
+            log.warning("an event loop closed before %d audited writes of it were acknowledged", len(jobs))
+
+
+_AnyJob = _Job[Any] | _AsyncJob[Any]
+
+
 class GroupCommitter:
     def __init__(
         self, engine: Engine, *, max_batch: int = 256, max_wait_ms: float = 0.0, regroup_ms: float = 2.0,
@@ -72,7 +126,7 @@ class GroupCommitter:
         self._poll_s = 0.0002
         self.timeout_s = timeout_s
         self.observe = observe  # (batch size, commit seconds), e.g. for metrics
-        self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_AnyJob | None] = queue.SimpleQueue()
         self._closed = False
         self._lifecycle = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="audit-group-commit", daemon=True)
@@ -91,6 +145,19 @@ class GroupCommitter:
             raise job.error
         return job.value  # type: ignore[return-value]  # set with no error: the writer's own value
 
+    async def run_async(self, write: Callable[[Session], T]) -> T:
+        """``run`` for asyncio callers: the task awaits its batch's commit without holding a thread.
+
+        Cancelling the awaiting task does not withdraw the write: once queued it commits (or fails) with its batch.
+        """
+        job: _AsyncJob[T] = _AsyncJob(write, asyncio.get_running_loop(), self.timeout_s)
+        with self._lifecycle:
+            if self._closed:
+                job.timer.cancel()
+                raise CommitFailed("the group committer is closed")
+            self._queue.put(job)
+        return await job.future
+
     def _loop(self) -> None:
         returning = 0  # the size of the last batch: its writers are likely to come back together
         while (first := self._queue.get()) is not None:
@@ -100,14 +167,14 @@ class GroupCommitter:
             if stop:
                 break
 
-    def _gather(self, first: _Job[Any], returning: int) -> tuple[list[_Job[Any]], bool]:
+    def _gather(self, first: _AnyJob, returning: int) -> tuple[list[_AnyJob], bool]:
         """The batch that starts with ``first``; True if the committer was closed meanwhile.
 
         Takes what is queued; waits up to ``max_wait_ms`` for more; and, while fewer writers are back than the last
         batch had, up to ``regroup_ms`` for them, polling rather than blocking on the queue (which would wake this
         thread once per arriving writer, each time taking the interpreter from the writers still on their way).
         """
-        batch: list[_Job[Any]] = [first]
+        batch: list[_AnyJob] = [first]
         now = time.monotonic()
         deadline = now + self.max_wait_s
         regroup = now + self.regroup_s if returning > 1 else now
@@ -130,12 +197,12 @@ class GroupCommitter:
             batch.append(job)
         return batch, False
 
-    def _commit(self, batch: list[_Job[Any]]) -> None:
+    def _commit(self, batch: list[_AnyJob]) -> None:
         """Optimistically run the batch without savepoints (each costs two statements); if any writer raises,
         roll everything back and run the batch again with one savepoint per writer, so that writer fails alone.
         Writers must therefore be safe to run twice (nothing they did in the first run was committed)."""
         start = time.perf_counter()
-        outcomes: list[tuple[_Job[Any], Any, BaseException | None]] | None = None
+        outcomes: list[tuple[_AnyJob, Any, BaseException | None]] | None = None
         try:
             outcomes = self._transaction(batch, isolate=False)
             if outcomes is None:
@@ -144,19 +211,17 @@ class GroupCommitter:
             log.exception("audit batch of %d writes did not commit", len(batch))
             failed = CommitFailed(f"the transaction did not commit: {type(exc).__name__}: {exc}")
             failed.__cause__ = exc
-            for job in batch:
-                job.finish(None, failed)
+            _wake([(job, None, failed) for job in batch])
             return
         assert outcomes is not None
         if self.observe is not None:
             self.observe(len(batch), time.perf_counter() - start)
-        for job, value, error in outcomes:
-            job.finish(value, error)
+        _wake(outcomes)
 
-    def _transaction(self, batch: list[_Job[Any]], *, isolate: bool
-                     ) -> list[tuple[_Job[Any], Any, BaseException | None]] | None:
+    def _transaction(self, batch: list[_AnyJob], *, isolate: bool
+                     ) -> list[tuple[_AnyJob, Any, BaseException | None]] | None:
         """One transaction over the batch. Without ``isolate``, a raising writer aborts it: returns None."""
-        outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
+        outcomes: list[tuple[_AnyJob, Any, BaseException | None]] = []
         with Session(self.engine) as session:
             if self.engine.dialect.name == "sqlite":
                 session.execute(text("BEGIN IMMEDIATE"))

@@ -1,6 +1,7 @@
 """Audit log benchmark: append rate (one transaction per entry vs group commit), verify rate, proof times.
 
     python benchmarks/audit_log.py --entries 20000                                  # SQLite in a temp directory
+    python benchmarks/audit_log.py --entries 40000 --writers async                  # asyncio writers (run_async)
     python benchmarks/audit_log.py --entries 20000 --url postgresql://user@127.0.0.1:5432/db   # an empty database
     python benchmarks/audit_log.py --entries 1000000 --proofs-only                  # proof times at a million entries
 
@@ -10,6 +11,7 @@ Appends carry a payload shaped like a real decision (about 1 KiB of canonical JS
 from __future__ import annotations
 
 import argparse
+import asyncio
 import multiprocessing
 import random
 import statistics
@@ -71,6 +73,29 @@ def append_grouped(engine: Any, store: SqlAuditStore, start: int, count: int, th
     rate = per * threads / (time.perf_counter() - t0)
     committer.close()
     return rate, statistics.mean(sizes)
+
+
+def append_grouped_async(engine: Any, store: SqlAuditStore, start: int, count: int, tasks: int
+                         ) -> tuple[float, float]:
+    """Group commit with asyncio writers (``GroupCommitter.run_async``): ``tasks`` tasks on one event loop."""
+    sizes: list[int] = []
+    committer = GroupCommitter(engine, observe=lambda n, _s: sizes.append(n))
+    per = count // tasks
+    decisions = [[payload(i) for i in range(start + k * per, start + (k + 1) * per)] for k in range(tasks)]
+
+    async def writer(k: int) -> None:
+        for decision in decisions[k]:
+            encoded = Canonical.of(decision)  # timed, in the task, as a writer thread does
+            await committer.run_async(lambda s, p=encoded: store.append(s, tenant="bench", kind="bench", payload=p))
+
+    async def main() -> float:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(writer(k) for k in range(tasks)))
+        return time.perf_counter() - t0
+
+    elapsed = asyncio.run(main())
+    committer.close()
+    return per * tasks / elapsed, statistics.mean(sizes)
 
 
 def _process_writer(url: str, start: int, count: int, threads: int, ready: Any, go: Any, out: Any) -> None:
@@ -148,6 +173,8 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=20_000, help="entries appended with group commit")
     parser.add_argument("--single", type=int, default=2_000, help="entries appended one transaction each")
     parser.add_argument("--threads", type=int, default=32, help="concurrent writers for group commit")
+    parser.add_argument("--writers", choices=["threads", "async"], default="threads",
+                        help="writers are threads (GroupCommitter.run) or asyncio tasks on one loop (run_async)")
     parser.add_argument("--processes", type=int, default=1,
                         help="gateway processes appending at once (each with its own committer; threads split)")
     parser.add_argument("--proofs-only", action="store_true", help="append fast, then time proofs and verify")
@@ -161,12 +188,15 @@ def main() -> None:
     print(f"backend={backend} entries={args.entries} threads={args.threads}")
     if not args.proofs_only:
         print(f"append, one transaction per entry: {append_single(engine, store, 0, args.single):,.0f} entries/s")
-    if args.processes > 1:
+    if args.writers == "async":
+        rate, batch = append_grouped_async(engine, store, args.single, args.entries, args.threads)
+    elif args.processes > 1:
         rate, batch = append_processes(url, args.single, args.entries, args.threads, args.processes)
     else:
         rate, batch = append_grouped(engine, store, args.single, args.entries, args.threads)
-    print(f"append, group commit ({args.threads} writers in {args.processes} process(es)): {rate:,.0f} entries/s, "
-          f"mean batch {batch:.1f}")
+    writers = f"{args.threads} asyncio tasks" if args.writers == "async" else (
+        f"{args.threads} threads in {args.processes} process(es)")
+    print(f"append, group commit ({writers}): {rate:,.0f} entries/s, mean batch {batch:.1f}")
     t0 = time.perf_counter()
     with Session(engine) as s:
         report = store.verify(s)
