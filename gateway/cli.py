@@ -20,6 +20,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.logs import configure_logging
     from gateway.runtime import registry_specs
     from gateway.scoring import build_brands, scorer_names
     from generators.registry import RegistryError
@@ -36,9 +37,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (RegistryError, ValueError) as exc:
         print(f"mediagate: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_format, settings.log_level)
+    # uvicorn's loggers propagate to that handler (log_config=None); its access log is replaced by mediagate.access
     uvicorn.run(create_app(settings), host=args.host or settings.host, port=args.port or settings.port,
-                log_level="info")
+                log_level=settings.log_level.lower(), log_config=None, access_log=False)
     return 0
 
 

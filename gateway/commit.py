@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Callable
 from typing import TypeVar
@@ -17,9 +18,13 @@ T = TypeVar("T")
 
 
 def commit(committer: GroupCommitter, write: Callable[[Session], T], *, what: str = "nothing was released") -> T:
-    """Run ``write`` in the next group commit. No commit, no result: the caller gets 503 and ``what`` happened."""
+    """Run ``write`` in the next group commit. No commit, no result: the caller gets 503 and ``what`` happened.
+
+    ``write`` runs in a copy of the caller's context, in the committer's thread: the audit store sees the id of
+    the request being served (``gateway.audit_store``)."""
+    context = contextvars.copy_context()
     try:
-        return committer.run(write)
+        return committer.run(lambda session: context.run(write, session))
     except GatewayError:
         raise  # the write itself refused (e.g. a review already decided): its own 4xx
     except Exception as exc:  # noqa: BLE001 - any storage failure must fail closed

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from gateway.auth import Principal, authenticate
+from gateway.request_id import note_tenant
 from gateway.runtime import Runtime
 
 
@@ -19,7 +20,9 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
 def get_principal(runtime: RuntimeDep, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    return authenticate(runtime.db, authorization)
+    principal = authenticate(runtime.db, authorization)
+    note_tenant(principal.tenant)  # for the request's log lines
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -30,6 +30,7 @@ from gateway.auth import Principal
 from gateway.errors import DependencyUnavailable, GatewayError, PolicyDenied
 from gateway.flow import Flow, FlowRequest, JobLink
 from gateway.models import Job, JobEvent, utcnow
+from gateway.request_id import bound, current_request_id
 from generators.base import progress
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class JobRunner:
                  on_finished: Callable[[str], None] | None = None) -> None:
         self.db = db
         self.flow = flow
+        self.metrics = flow.metrics
         self.workers = workers
         self.max_attempts = max_attempts
         self.poll_s = poll_s
@@ -74,7 +76,8 @@ class JobRunner:
         """Queue a job in the caller's transaction (a batch queues its rows with its own audit entry); call
         :meth:`wake` after the commit."""
         job = Job(id="job_" + secrets.token_hex(10), tenant=principal.tenant, key_id=principal.key_id,
-                  role=principal.role, request_json=json.dumps(req.as_dict()), max_attempts=self.max_attempts)
+                  role=principal.role, request_json=json.dumps(req.as_dict()), max_attempts=self.max_attempts,
+                  request_id=current_request_id())
         session.add(job)
         session.add(JobEvent(job_id=job.id, type="queued", data_json=json.dumps({"model": req.model})))
         return job
@@ -101,6 +104,7 @@ class JobRunner:
                 "AND status = 'queued'"), {"id": job_id, "tenant": tenant, "now": utcnow()})
             if cancelled.rowcount:  # type: ignore[attr-defined]
                 session.add(JobEvent(job_id=job_id, type="cancelled", data_json='{"while": "queued"}'))
+                self.metrics.jobs_finished.labels("cancelled").inc()
             else:
                 session.execute(text("UPDATE jobs SET cancel_requested = :yes WHERE id = :id AND tenant = :tenant "
                                      "AND status = 'running'"), {"id": job_id, "tenant": tenant, "yes": True})
@@ -133,8 +137,10 @@ class JobRunner:
                     job.status, job.finished_at = "failed", utcnow()
                     job.error_json = json.dumps({"detail": f"interrupted {job.attempts} times; not retried"})
                     session.add(JobEvent(job_id=job.id, type="failed", data_json=job.error_json))
+                    self.metrics.jobs_finished.labels("failed").inc()
                 else:
                     job.status, job.cancel_requested = "queued", False
+                    self.metrics.job_retries.labels("interrupted").inc()
                     session.add(JobEvent(job_id=job.id, type="requeued", data_json=json.dumps(
                         {"reason": "the process running it stopped", "attempts": job.attempts})))
                 session.add(job)
@@ -166,6 +172,7 @@ class JobRunner:
                 return None
             session.add(JobEvent(job_id=row[0], type="started", data_json=json.dumps({"attempt": row[1]})))
             session.commit()
+            self.metrics.job_attempts.inc()
             return session.get(Job, row[0])
 
     def run_once(self) -> bool:
@@ -183,24 +190,26 @@ class JobRunner:
         req = FlowRequest(**json.loads(job.request_json))
         link = JobLink(job.id, job.attempts, self._completer(job.id, job.attempts))
         token = progress.set(self._sink(job.id))
-        try:
-            self.flow.run(principal, req, job=link)
-        except PolicyDenied:
-            pass  # audited, and the job completed with decision "deny" in the same transaction
-        except JobCancelled:
-            self._finish(job.id, job.attempts, "cancelled", {"while": "running"})
-        except DependencyUnavailable as exc:  # a dependency failed: nothing was audited; another attempt may do
-            if job.attempts < job.max_attempts:
-                self._requeue(job.id, job.attempts, exc.detail)
-            else:
+        with bound(job.request_id, job.tenant):  # its log lines and audit entry name the request that queued it
+            try:
+                self.flow.run(principal, req, job=link)
+                self.metrics.jobs_finished.labels("completed").inc()
+            except PolicyDenied:  # audited, and the job completed with decision "deny" in the same transaction
+                self.metrics.jobs_finished.labels("completed").inc()
+            except JobCancelled:
+                self._finish(job.id, job.attempts, "cancelled", {"while": "running"})
+            except DependencyUnavailable as exc:  # a dependency failed: nothing was audited; another attempt may do
+                if job.attempts < job.max_attempts:
+                    self._requeue(job.id, job.attempts, exc.detail)
+                else:
+                    self._finish(job.id, job.attempts, "failed", exc.to_problem())
+            except GatewayError as exc:  # the request itself cannot be rendered (e.g. text that does not fit)
                 self._finish(job.id, job.attempts, "failed", exc.to_problem())
-        except GatewayError as exc:  # the request itself cannot be rendered (e.g. text that does not fit)
-            self._finish(job.id, job.attempts, "failed", exc.to_problem())
-        except Exception as exc:  # noqa: BLE001 - an unexpected error fails the job, never the worker
-            log.exception("job %s failed", job.id)
-            self._finish(job.id, job.attempts, "failed", {"detail": f"{type(exc).__name__}: {exc}"})
-        finally:
-            progress.reset(token)
+            except Exception as exc:  # noqa: BLE001 - an unexpected error fails the job, never the worker
+                log.exception("job %s failed", job.id)
+                self._finish(job.id, job.attempts, "failed", {"detail": f"{type(exc).__name__}: {exc}"})
+            finally:
+                progress.reset(token)
 
     def _sink(self, job_id: str) -> Callable[[str, dict[str, Any]], None]:
         def sink(kind: str, data: dict[str, Any]) -> None:
@@ -227,18 +236,22 @@ class JobRunner:
 
     def _finish(self, job_id: str, attempt: int, status: str, detail: dict[str, Any]) -> None:
         with Session(self.db) as session:
-            session.execute(text(
+            finished = session.execute(text(
                 "UPDATE jobs SET status = :status, error_json = :error, finished_at = :now "
                 "WHERE id = :id AND status = 'running' AND attempts = :attempt"),
                 {"status": status, "error": json.dumps(detail), "now": utcnow(), "id": job_id, "attempt": attempt})
             session.add(JobEvent(job_id=job_id, type=status, data_json=json.dumps(detail)))
             session.commit()
+        if finished.rowcount:  # type: ignore[attr-defined]
+            self.metrics.jobs_finished.labels(status).inc()
 
     def _requeue(self, job_id: str, attempt: int, reason: str) -> None:
         with Session(self.db) as session:
-            session.execute(text("UPDATE jobs SET status = 'queued' WHERE id = :id AND status = 'running' "
-                                 "AND attempts = :attempt"), {"id": job_id, "attempt": attempt})
+            requeued = session.execute(text("UPDATE jobs SET status = 'queued' WHERE id = :id AND status = 'running' "
+                                            "AND attempts = :attempt"), {"id": job_id, "attempt": attempt})
             session.add(JobEvent(job_id=job_id, type="requeued", data_json=json.dumps(
                 {"reason": reason, "attempts": attempt})))
             session.commit()
+        if requeued.rowcount:  # type: ignore[attr-defined]
+            self.metrics.job_retries.labels("dependency").inc()
         self._wake.set()

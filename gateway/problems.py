@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.errors import GatewayError, InvalidInput, MalformedRequest, NotFound
+from gateway.request_id import HEADER, current_request_id
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,10 @@ class _HttpError(GatewayError):
 
 def problem_response(exc: GatewayError, path: str) -> JSONResponse:
     body: dict[str, Any] = exc.to_problem(instance=path)
+    headers = dict(exc.headers or {})
+    if (request_id := current_request_id()) is not None:  # also where RequestIdMiddleware cannot add it (a 500)
+        body["request_id"] = request_id
+        headers[HEADER] = request_id
     if path.startswith(OPENAI_PREFIX):
         codes = body.get("codes") or []
         body["error"] = {
@@ -39,7 +44,7 @@ def problem_response(exc: GatewayError, path: str) -> JSONResponse:
             "code": codes[0] if codes else body.get("rule", exc.slug),
             "param": body.get("field"),
         }
-    return JSONResponse(body, status_code=exc.status, headers=exc.headers, media_type=PROBLEM_JSON)
+    return JSONResponse(body, status_code=exc.status, headers=headers, media_type=PROBLEM_JSON)
 
 
 def _field_of(loc: tuple[Any, ...]) -> str:

@@ -14,8 +14,10 @@ from sqlmodel import Session, col, select
 from audit.base import AuditEntry, AuditStore
 from audit.group_commit import GroupCommitter
 from gateway.auth import Principal
+from gateway.collectors import age_seconds
 from gateway.commit import commit
 from gateway.errors import Conflict, NotFound
+from gateway.metrics import Metrics
 from gateway.models import Asset, Review, utcnow
 
 
@@ -65,13 +67,14 @@ def get_review(db: Engine, principal: Principal, review_id: str) -> dict[str, An
 
 def decide_review(
     committer: GroupCommitter, audit: AuditStore, principal: Principal, review_id: str, *, approve: bool, note: str,
-    on_release: Callable[[Session, AuditEntry, list[Asset]], None] | None = None,
+    on_release: Callable[[Session, AuditEntry, list[Asset]], None] | None = None, metrics: Metrics | None = None,
 ) -> ReviewOutcome:
     """Approve or reject a pending review, audited in the same transaction as the state change.
 
     The conditional UPDATE claims the review: of two reviewers racing on one item exactly one sees it pending, the
     other gets 409 and nothing is written twice. ``on_release`` (provenance) runs in the same transaction after the
-    approval's audit entry exists; if it fails, nothing is released.
+    approval's audit entry exists; if it fails, nothing is released. ``metrics`` observes how long the review
+    waited (``mediagate_review_wait_seconds``).
     """
     status = "approved" if approve else "rejected"
 
@@ -108,4 +111,8 @@ def decide_review(
         session.flush()
         return ReviewOutcome(review.model_copy(), entry)
 
-    return commit(committer, write, what="the review is unchanged")
+    outcome = commit(committer, write, what="the review is unchanged")
+    review = outcome.review
+    if metrics is not None and review.decided_at is not None:
+        metrics.review_wait.labels(status).observe(age_seconds(review.created_at, review.decided_at))
+    return outcome

@@ -36,7 +36,7 @@ def decide(
     """Approve (release the held assets) or reject; either way one audit entry, committed with the state change."""
     principal.require("reviewer")
     outcome = decide_review(rt.committer, rt.audit, principal, review_id, approve=action == "approve",
-                            note=body.reason, on_release=rt.flow.provenance_for_approval)
+                            note=body.reason, on_release=rt.flow.provenance_for_approval, metrics=rt.metrics)
     view = get_review(rt.db, principal, outcome.review.id)
     view["audit_entry_hash"] = outcome.audit_entry.hash
     return view
