@@ -29,6 +29,7 @@ from gateway.flow import FlowRequest
 from gateway.jobs import TERMINAL, JobRunner
 from gateway.models import Batch, BatchItem, Generation, Job, utcnow
 from gateway.policy.manager import new_id
+from gateway.quotas import Quotas, images_of
 from gateway.scoring import Scoring
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,8 @@ class FeedRejected(InvalidInput):
 class BatchService:
     def __init__(self, *, db: Engine, committer: GroupCommitter, audit: AuditStore, jobs: JobRunner,
                  scoring: Scoring, templates: Callable[[], Any],
-                 to_request: Callable[[Any, dict[str, Any]], FlowRequest], max_rows: int) -> None:
+                 to_request: Callable[[Any, dict[str, Any]], FlowRequest], max_rows: int,
+                 quotas: Quotas | None = None) -> None:
         self.db = db
         self.committer = committer
         self.audit = audit
@@ -53,6 +55,7 @@ class BatchService:
         self.templates = templates
         self.to_request = to_request  # (template library, row) -> FlowRequest, through the edge checks
         self.max_rows = max_rows
+        self.quotas = quotas  # the batch is charged (request, images, jobs) in its own transaction
 
     def submit(self, principal: Principal, data: bytes, content_type: str, *, partial: bool,
                brand: str | None) -> tuple[Batch, dict[str, Any]]:
@@ -89,6 +92,9 @@ class BatchService:
         digest = hashlib.sha256(data).hexdigest()
 
         def write(session: Session) -> AuditEntry:
+            if self.quotas is not None:  # a refusal (429) rolls back this writer alone: no batch, no jobs, no charge
+                self.quotas.charge(session, principal, images=sum(images_of(req) for _, _, req in requests),
+                                   jobs=len(requests))
             entry = self.audit.append(session, tenant=principal.tenant, kind="batch.accepted", payload={
                 "batch_id": batch_id, "principal": principal.as_dict(), "feed_sha256": digest,
                 "format": feed.format, "partial": partial, "brand": brand, "rows": len(feed.rows),

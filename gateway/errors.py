@@ -119,6 +119,15 @@ class Conflict(GatewayError):
     title = "Conflict"
 
 
+class QuotaExceeded(GatewayError):
+    """A quota or rate limit of ``data.mediagate.quota`` has no room; ``Retry-After`` says when to try again. The
+    problem names the ``limit``, its ``limit_value``, what is ``used`` and the ``window``; nothing was charged."""
+
+    status = 429
+    slug = "quota-exceeded"
+    title = "Quota exceeded"
+
+
 class DependencyUnavailable(GatewayError):
     """A component the flow cannot do without failed; the gateway fails closed and releases nothing."""
 

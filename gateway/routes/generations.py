@@ -21,6 +21,7 @@ from gateway.flow import FlowRequest, FlowResult
 from gateway.jobs import TERMINAL
 from gateway.models import Asset, Generation, Job, Review
 from gateway.policy.base import PolicyEngineError
+from gateway.quotas import images_of
 from gateway.runtime import Runtime
 from gateway.schemas import GenerationBody, preview_request, to_flow_request
 
@@ -65,10 +66,13 @@ def create_generation(
     if body.preview:
         return preview_then_final(rt, principal, req, request)
     if body.run_async or "respond-async" in request.headers.get("prefer", "").lower():
-        job = rt.jobs.submit(principal, req)
+        # quotas (429) are charged in the transaction that queues the job: refused, nothing is queued or charged
+        job = rt.quotas.run_admitted(principal, lambda s: rt.jobs.add(s, principal, req), images=images_of(req), jobs=1)
+        rt.jobs.wake()
         location = str(request.url_for("get_job", job_id=job.id))
         return JSONResponse(job_body(job, request), status_code=202,
                             headers={"Location": location, "Preference-Applied": "respond-async"})
+    rt.quotas.admit(principal, images=images_of(req))  # 429 before any work, and then nothing is charged
     return result_body(rt.flow.run(principal, req), request)
 
 
@@ -76,9 +80,13 @@ def preview_then_final(rt: Runtime, principal: Principal, final: FlowRequest, re
     """The hybrid pattern: a preview-tier render through the whole governed flow now, and the final render as a job
     whose request (so its audit entry) names the preview's generation and audit entry. A preview denied by the
     pre-policy is a 403 and no job is made."""
-    preview = rt.flow.run(principal, preview_request(final, rt.settings, rt.registry))
-    job = rt.jobs.submit(principal, dataclasses.replace(final, preview={
-        "generation_id": preview.generation_id, "audit_entry": preview.audit_entry.id}))
+    first = preview_request(final, rt.settings, rt.registry)
+    rt.quotas.admit(principal, images=images_of(first) + images_of(final), jobs=1)  # both tiers, before either runs
+    preview = rt.flow.run(principal, first)
+    later = dataclasses.replace(final, preview={
+        "generation_id": preview.generation_id, "audit_entry": preview.audit_entry.id})
+    job = rt.quotas.run_admitted(principal, lambda s: rt.jobs.add(s, principal, later), requests=0, jobs=1)
+    rt.jobs.wake()
     body = {**result_body(preview, request), "tier": "preview", "final": job_body(job, request)}
     return JSONResponse(body, status_code=200, headers={"Location": str(request.url_for("get_job", job_id=job.id))})
 

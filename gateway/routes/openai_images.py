@@ -29,6 +29,7 @@ def images_generations(body: OpenAIImagesBody, principal: PrincipalDep, rt: Runt
     principal.require("app")
     req = prompt_request(body.prompt, None, body.model, body.n, body.size, random_seed(), rt.settings, rt.registry)
     req = dataclasses.replace(req, end_user=body.user)
+    rt.quotas.admit(principal, images=req.n)  # 429 (the SDK's RateLimitError) before any work; nothing charged
     result = rt.flow.run(principal, req)
     governance = {
         "id": result.generation_id, "decision": result.decision, "audit_entry": result.audit_entry.id,

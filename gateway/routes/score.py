@@ -44,6 +44,7 @@ def score_uploads(rt: Runtime, principal: Principal, uploads: list[tuple[str, by
         field = f"image[{i}]"
         images.append(scorable(open_image(data, field=field, max_pixels=settings.score_max_pixels), field=field))
     brand_kit = rt.scoring.brand_kit(principal.tenant, brand)  # an unknown brand is the client's error (422)
+    rt.quotas.admit(principal)  # a scoring request counts against the request rate limits (429)
     score_id = new_id("scr")
     request = {"kind": "upload", "prompt": prompt, "brand": brand, "locale": locale,
                "expected_text": expected_text, "n": len(images)}

@@ -47,7 +47,7 @@ def test_bundle_loads_manifest_data_and_splits_tests() -> None:
     assert bundle.roots == ("mediagate",)
     assert {p for p, _ in bundle.policies} == {
         "mediagate/lib/lib.rego", "mediagate/pre/pre.rego", "mediagate/release/release.rego",
-        "mediagate/retention/retention.rego",
+        "mediagate/retention/retention.rego", "mediagate/quota/quota.rego",
     }
     assert all(p.endswith("_test.rego") for p, _ in bundle.tests)
     assert "banned_terms" in bundle.data["mediagate"]["config"]["defaults"]

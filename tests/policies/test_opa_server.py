@@ -115,8 +115,10 @@ def test_bundle_data_is_written_beside_the_packages_not_over_them() -> None:
     bundle = load_bundle(REPO_POLICIES)
     packages = [package_path(rel, src) for rel, src in bundle.policies]
     writes = data_writes(bundle.data, packages)
-    assert [where for where, _ in writes] == ["mediagate/config"]  # mediagate itself holds packages
+    # mediagate and mediagate.quota hold packages: their data goes beside them, a document per data key
+    assert [where for where, _ in writes] == ["mediagate/config", "mediagate/quota/config"]
     assert writes[0][1] == bundle.data["mediagate"]["config"]
+    assert writes[1][1] == bundle.data["mediagate"]["quota"]["config"]
     assert data_writes({"a": {"b": {"x": {"k": 1}}, "c": {"d": {"y": {}}}}, "top": {"z": 3}},
                        [("a", "b"), ("a", "c", "d")]) == [("a/b/x", {"k": 1}), ("a/c/d/y", {}), ("top", {"z": 3})]
 
