@@ -8,9 +8,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from gateway.access_log import AccessLogMiddleware
+from gateway.console import install_console
 from gateway.metrics import Metrics
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware
 from gateway.problems import install_problem_handlers
+from gateway.request_id import RequestIdMiddleware
 from gateway.routes import (
     assets,
     audit,
@@ -22,6 +25,7 @@ from gateway.routes import (
     provenance,
     reviews,
     score,
+    usage,
 )
 from gateway.runtime import Runtime, build_runtime
 from gateway.settings import Settings
@@ -56,12 +60,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     install_problem_handlers(app)
     for module in (health, generations, openai_images, assets, reviews, audit, policies, provenance, score,
-                   batches):
+                   batches, usage):
         app.include_router(module.router)
+    install_console(app)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes,
                        overrides={"/v1/policies": settings.policy_max_bundle_bytes,
                                   "/v1/provenance/verify": settings.provenance_max_upload_bytes,
                                   "/v1/score": settings.score_max_upload_bytes,
                                   "/v1/batches": settings.feed_max_bytes})
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every response and log line of a request has its id
     return app

@@ -25,9 +25,9 @@ from sqlmodel import Session, col, func, select
 
 from audit.base import AuditEntry, AuditStore
 from audit.c2pa_manifest import NO_WATERMARK
-from audit.chain import Canonical
 from audit.group_commit import GroupCommitter
 from gateway.assets import AssetStore
+from gateway.audit_store import encode as audit_payload
 from gateway.auth import Principal
 from gateway.commit import commit
 from gateway.errors import DependencyUnavailable, GatewayError, InvalidInput, PolicyDenied
@@ -39,6 +39,8 @@ from gateway.policy.manager import PolicyManager
 from gateway.provenance import Provenance
 from gateway.render_cache import RenderCacheStore, cache_key
 from gateway.scoring import Scoring, expected_texts
+from gateway.usage import on_gpu
+from gateway.usage import record as record_usage
 from generators.base import GeneratedImage, GenerationSpec, report
 from generators.registry import ModelRegistry
 
@@ -205,6 +207,7 @@ class Flow:
             pre = self.policy.decide("pre", base_input, ref=generation_id, tenant=principal.tenant)
         if pre.result != "allow":
             entry = self._commit(lambda s: self._record_denial(s, principal, req, generation_id, pre, features, job))
+            self.metrics.observe_decision("deny", (), ())
             raise PolicyDenied(
                 "; ".join(r.msg for r in pre.reasons) or "denied by the pre-policy",
                 codes=pre.codes, reasons=[r.as_dict() for r in pre.reasons], audit_entry=entry.id,
@@ -290,8 +293,9 @@ class Flow:
 
         model_revision = images[0].model_revision if images else ""
         signed: dict[str, str] = {}
+        gpu = on_gpu(entry_model.generator, getattr(self.registry.get(req.image_model or ""), "generator", None))
 
-        canonical = Canonical.of(payload)  # in this request's thread, not in the committer's
+        canonical = audit_payload(payload)  # with the request id, in this request's thread, not the committer's
 
         def write(session: Session) -> AuditEntry:
             entry = self.audit.append(session, tenant=principal.tenant, kind="generation.decided", payload=canonical)
@@ -302,6 +306,9 @@ class Flow:
                 policy_revision=release.revision, audit_entry_id=entry.id,
             ))
             session.flush()  # the generation row must exist before rows that reference it
+            record_usage(session, principal, generation_id=generation_id, audit_entry_id=entry.id, model=req.model,
+                         template=req.template, images=len(stored), storage_bytes=sum(a.size_bytes for a in stored),
+                         seconds=timings["generate"], gpu=gpu)
             for a, g, data, mark in zip(stored, images, encoded, marks, strict=True):
                 if a.status == "released":  # the manifest names this very entry, so it is signed here
                     signed[a.id] = self.provenance.sign_and_store(data, self.provenance.claims(
@@ -324,6 +331,7 @@ class Flow:
 
         with self._stage("audit", timings):
             entry = self._commit(write)
+        self.metrics.observe_decision(release.result, [a.status for a in stored], cards)
         stored = [dataclasses.replace(a, watermark_id=m, signed_sha256=signed.get(a.id))
                   for a, m in zip(stored, marks, strict=True)]
         return FlowResult(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
 ROLES = ("app", "reviewer", "policy-admin", "auditor")
@@ -22,6 +23,20 @@ class ApiKey(SQLModel, table=True):
     key_hash: str = Field(unique=True, index=True)
     created_at: datetime = Field(default_factory=utcnow)
     revoked_at: datetime | None = None
+
+
+class ConsoleSession(SQLModel, table=True):
+    """A reviewer's signed-in web console session (``gateway.console``). Only the SHA-256 of the cookie's random
+    token is stored; the row dies with its expiry, its sign-out, or its API key's revocation."""
+
+    __tablename__ = "console_sessions"
+
+    token_hash: str = Field(primary_key=True)
+    key_id: str = Field(foreign_key="api_keys.id", index=True)
+    tenant: str = Field(index=True)
+    csrf_token: str
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime = Field(index=True)
 
 
 class Generation(SQLModel, table=True):
@@ -70,7 +85,7 @@ class Review(SQLModel, table=True):
     id: str = Field(primary_key=True)
     tenant: str = Field(index=True)
     generation_id: str = Field(foreign_key="generations.id", unique=True)
-    status: str = "pending"  # pending | approved | rejected
+    status: str = Field(default="pending", index=True)  # pending | approved | rejected (indexed: queue metrics)
     reasons_json: str = "[]"
     created_at: datetime = Field(default_factory=utcnow)
     decided_at: datetime | None = None
@@ -140,6 +155,7 @@ class Job(SQLModel, table=True):
     generation_id: str | None = None
     decision: str | None = None
     error_json: str | None = None
+    request_id: str | None = None  # of the request that queued it: restored in the worker, named in its audit entry
     created_at: datetime = Field(default_factory=utcnow, index=True)
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -214,3 +230,39 @@ class BatchItem(SQLModel, table=True):
     row: int = Field(primary_key=True)  # 1-based data row of the feed, as the client numbers it
     sku: str
     job_id: str = Field(index=True, foreign_key="jobs.id")
+
+
+class QuotaCounter(SQLModel, table=True):
+    """One quota counter (``gateway.quotas``): what a key or tenant used of one limit in one fixed window (the UTC
+    minute or day, by its start in epoch seconds; 0 for no window). Charged with atomic upserts, so every gateway
+    process shares it and it survives restarts; rows whose window ended are pruned."""
+
+    __tablename__ = "quota_counters"
+
+    limit_name: str = Field(primary_key=True)  # a name of data.mediagate.quota.limits
+    subject: str = Field(primary_key=True)  # the key id or the tenant
+    window_start: int = Field(primary_key=True)
+    used: float = 0.0
+    ceiling: float | None = None  # the limit in force at the last charge (None: charged after the fact)
+    expires_at: int = Field(default=0, index=True)  # the window's end (epoch seconds); 0 = never pruned
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class UsageRecord(SQLModel, table=True):
+    """What one generation used (``gateway.usage``), written in the same transaction as its audit entry: no usage
+    without the entry and no generation entry without its usage. ``GET /v1/usage`` sums these."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (Index("ix_usage_records_tenant_created", "tenant", "created_at"),)
+
+    generation_id: str = Field(primary_key=True, foreign_key="generations.id")
+    tenant: str
+    key_id: str
+    model: str
+    template: str | None = None
+    images: int
+    gpu_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    storage_bytes: int = 0  # the asset files written (the audited pixels)
+    audit_entry_id: str
+    created_at: datetime = Field(default_factory=utcnow, index=True)

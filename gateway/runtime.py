@@ -16,6 +16,7 @@ from audit.group_commit import GroupCommitter
 from audit.keys import KeyMaterialError, SigningPaths, init_signing, load_checkpoint_private_key
 from audit.sql_store import SqlAuditStore
 from gateway.assets import LocalAssetStore
+from gateway.audit_store import RequestAuditStore
 from gateway.batches import BatchService
 from gateway.db import prepare_database
 from gateway.errors import DependencyUnavailable
@@ -29,6 +30,7 @@ from gateway.policy.embedded import EmbeddedRegoEngine
 from gateway.policy.manager import PolicyManager
 from gateway.policy.watcher import BundleWatcher
 from gateway.provenance import Provenance
+from gateway.quotas import Quotas
 from gateway.render_cache import RenderCacheStore
 from gateway.retention import RetentionJob
 from gateway.schemas import feed_row_request, parse_size
@@ -65,6 +67,7 @@ class Runtime:
     retention: RetentionJob
     jobs: JobRunner
     batches: BatchService
+    quotas: Quotas
     watcher: BundleWatcher | None = None
 
     def start_background(self) -> None:
@@ -198,8 +201,9 @@ def build_runtime(
     """Open the database, activate the policy bundle, load models and scorers. Fails loudly on any bad part."""
     ensure_signing_keys(settings)
     db = prepare_database(settings.db_url, settings.database_admin_url, busy_timeout_ms=settings.db_busy_timeout_ms)
-    audit = SqlAuditStore()
+    audit = RequestAuditStore()  # stamps each entry with the id of the request that wrote it
     metrics = metrics or Metrics()
+    metrics.track_queues(db)
 
     def observe_commit(size: int, seconds: float) -> None:
         metrics.commit_batch_size.observe(size)
@@ -253,10 +257,11 @@ def build_runtime(
             raise DependencyUnavailable("the template generator is not loaded")
         return entry.generator.library  # type: ignore[attr-defined]
 
+    quotas = Quotas(db=db, policy=policy, enabled=settings.quotas)
     batches = BatchService(
         db=db, committer=committer, audit=audit, jobs=jobs, scoring=scoring, templates=templates,
         to_request=lambda library, row: feed_row_request(row, settings, registry, library),
-        max_rows=settings.feed_max_rows)
+        max_rows=settings.feed_max_rows, quotas=quotas)
     jobs.on_finished = batches.job_finished
     return Runtime(settings, db, committer, policy, registry, scoring, audit, assets, metrics, flow, checkpointer,
-                   retention, jobs, batches)
+                   retention, jobs, batches, quotas)

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8080
+    # `mediagate serve`'s logs (docs/observability.md): one JSON object per line, or plain text; and the level.
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_body_bytes: int = 1_048_576
     max_prompt_chars: int = 2000
     default_model: str = "demo-tiny"
@@ -118,6 +121,21 @@ class Settings(BaseSettings):
     # POST /v1/batches: a campaign feed's size and rows.
     feed_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     feed_max_rows: int = Field(default=10_000, ge=1, le=100_000)
+    # Quotas and rate limits from data.mediagate.quota, enforced at the edge (docs/quotas.md); usage is always kept.
+    quotas: bool = True
+    # GET /v1/usage: prices (per GPU-second, CPU-second, image, GB-month of storage, charged for price_storage_months
+    # when written) and the longest range one query may cover.
+    price_currency: str = "USD"
+    price_gpu_second: float = Field(default=0.0011, ge=0)
+    price_cpu_second: float = Field(default=0.00005, ge=0)
+    price_image: float = Field(default=0.0, ge=0)
+    price_storage_gb_month: float = Field(default=0.023, ge=0)
+    price_storage_months: float = Field(default=1.0, ge=0)
+    usage_max_range_days: int = Field(default=366, ge=1, le=3660)
+    # The reviewer web console (/console): how long a sign-in lasts, and whether its cookie is marked Secure
+    # (None: in production only; set true wherever the console is served over HTTPS).
+    console_session_ttl_s: float = Field(default=8 * 3600.0, gt=0, le=7 * 86400.0)
+    console_cookie_secure: bool | None = None
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
