@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from gateway.access_log import AccessLogMiddleware
 from gateway.console import install_console
 from gateway.metrics import Metrics
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware
@@ -69,6 +68,5 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                                   "/v1/score": settings.score_max_upload_bytes,
                                   "/v1/batches": settings.feed_max_bytes})
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)  # outermost: every response and log line of a request has its id
     return app
