@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -17,11 +18,24 @@ def served(gateway: Any, serve: Any) -> tuple[str, Any]:
     return serve(gateway), gateway
 
 
-def client(base: str, headers: dict[str, str]) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{base}/v1", api_key=headers["Authorization"].removeprefix("Bearer "), max_retries=0)
+@pytest.fixture
+def client() -> Iterator[Callable[[str, dict[str, str]], openai.OpenAI]]:
+    """Factory: an SDK client for a base URL and key headers, closed at teardown (a client kept alive by an
+    exception's traceback would otherwise leave its connection for the garbage collector to find, in some later
+    test)."""
+    made: list[openai.OpenAI] = []
+
+    def make(base: str, headers: dict[str, str]) -> openai.OpenAI:
+        made.append(openai.OpenAI(base_url=f"{base}/v1", api_key=headers["Authorization"].removeprefix("Bearer "),
+                                  max_retries=0))
+        return made[-1]
+
+    yield make
+    for sdk in made:
+        sdk.close()
 
 
-def test_sdk_b64_round_trip(served: tuple[str, Any]) -> None:
+def test_sdk_b64_round_trip(served: tuple[str, Any], client: Callable[..., openai.OpenAI]) -> None:
     base, gw = served
     app = gw.key()
     result = client(base, app).images.generate(
@@ -36,7 +50,7 @@ def test_sdk_b64_round_trip(served: tuple[str, Any]) -> None:
     assert entry["payload"]["request"]["end_user"] == "u-42"
 
 
-def test_sdk_url_response_is_downloadable(served: tuple[str, Any]) -> None:
+def test_sdk_url_response_is_downloadable(served: tuple[str, Any], client: Callable[..., openai.OpenAI]) -> None:
     base, gw = served
     app = gw.key()
     result = client(base, app).images.generate(prompt="a lighthouse", size="128x128")
@@ -45,7 +59,7 @@ def test_sdk_url_response_is_downloadable(served: tuple[str, Any]) -> None:
     assert httpx.get(url, headers=app).headers["content-type"] == "image/png"
 
 
-def test_sdk_raises_on_policy_denial(served: tuple[str, Any]) -> None:
+def test_sdk_raises_on_policy_denial(served: tuple[str, Any], client: Callable[..., openai.OpenAI]) -> None:
     base, gw = served
     with pytest.raises(openai.PermissionDeniedError) as info:
         client(base, gw.key()).images.generate(prompt="a castle covered in gore", size="128x128")
@@ -55,7 +69,7 @@ def test_sdk_raises_on_policy_denial(served: tuple[str, Any]) -> None:
     assert "banned term" in body["message"]
 
 
-def test_sdk_raises_on_bad_input(served: tuple[str, Any]) -> None:
+def test_sdk_raises_on_bad_input(served: tuple[str, Any], client: Callable[..., openai.OpenAI]) -> None:
     base, gw = served
     with pytest.raises(openai.UnprocessableEntityError) as info:
         client(base, gw.key()).images.generate(prompt="a cat", size="100x100", model="demo-tiny")
@@ -63,7 +77,7 @@ def test_sdk_raises_on_bad_input(served: tuple[str, Any]) -> None:
     assert body["param"] == "size"
 
 
-def test_sdk_raises_on_bad_key(served: tuple[str, Any]) -> None:
+def test_sdk_raises_on_bad_key(served: tuple[str, Any], client: Callable[..., openai.OpenAI]) -> None:
     base, _ = served
     with pytest.raises(openai.AuthenticationError):
         client(base, {"Authorization": "Bearer mg_wrong"}).images.generate(prompt="a cat")

@@ -177,10 +177,10 @@ def test_the_openai_sdk_raises_its_rate_limit_error(make: Any, limited: Any, ser
     openai = pytest.importorskip("openai")
     gw = make(policy_dir=limited(q1={"images_per_day_per_key": 1}))
     key = gw.key("q1")["Authorization"].removeprefix("Bearer ")
-    client = openai.OpenAI(base_url=serve(gw) + "/v1", api_key=key, max_retries=0)
-    client.images.generate(prompt="a lighthouse", size="128x128", response_format="b64_json")  # type: ignore[arg-type]
-    with pytest.raises(openai.RateLimitError) as refused:
-        client.images.generate(prompt="a lighthouse", size="128x128")  # type: ignore[arg-type]
+    with openai.OpenAI(base_url=serve(gw) + "/v1", api_key=key, max_retries=0) as client:  # closed, not left to gc
+        client.images.generate(prompt="a lighthouse", size="128x128", response_format="b64_json")  # type: ignore[arg-type]
+        with pytest.raises(openai.RateLimitError) as refused:
+            client.images.generate(prompt="a lighthouse", size="128x128")  # type: ignore[arg-type]
     assert refused.value.response.headers["retry-after"].isdigit()
 
 
