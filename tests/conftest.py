@@ -5,7 +5,9 @@ every test gets its own SQLite file, asset store and app, built through the same
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,6 +122,24 @@ def make_gateway(
 @pytest.fixture
 def gateway(make_gateway: Callable[..., Gateway]) -> Gateway:
     return make_gateway()
+
+
+@pytest.fixture
+def write_locked() -> Callable[[Gateway], AbstractContextManager[None]]:
+    """``with write_locked(gw):`` another process holds the write lock of the gateway's SQLite database (a real
+    failure: longer than a short ``db_busy_timeout_ms``), released when the block ends."""
+
+    @contextmanager
+    def hold(gw: Gateway) -> Iterator[None]:
+        blocker = sqlite3.connect(Path(gw.runtime.settings.db_url.removeprefix("sqlite:///")), timeout=0)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            blocker.rollback()
+            blocker.close()
+
+    return hold
 
 
 @pytest.fixture

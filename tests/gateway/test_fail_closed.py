@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,18 +15,12 @@ from gateway.models import Asset, Generation
 from gateway.settings import REPO_POLICIES
 
 
-def test_audit_write_failure_is_503_and_releases_nothing(make_gateway: Any) -> None:
+def test_audit_write_failure_is_503_and_releases_nothing(make_gateway: Any, write_locked: Any) -> None:
     gw = make_gateway(db_busy_timeout_ms=200, quotas=False)  # quotas would refuse first, at the edge (tested there)
     app = gw.key()
-    db_path = Path(gw.runtime.settings.db_url.removeprefix("sqlite:///"))
     # Another process holds the database's write lock for longer than the gateway's busy timeout: a real failure.
-    blocker = sqlite3.connect(db_path, timeout=0)
-    blocker.execute("BEGIN IMMEDIATE")
-    try:
+    with write_locked(gw):
         resp = gw.client.post("/v1/generations", headers=app, json={"prompt": "a cat", "size": "128x128", "seed": 1})
-    finally:
-        blocker.rollback()
-        blocker.close()
     assert resp.status_code == 503, resp.text
     assert resp.headers["content-type"] == "application/problem+json"
     assert "nothing was released" in resp.json()["detail"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -416,15 +415,10 @@ def test_a_scoring_request_counts_against_the_request_rate(make: Any, limited: A
     assert ("images_per_day_per_tenant", "q1") not in counters(gw)
 
 
-def test_counters_that_cannot_be_charged_admit_nothing(make: Any, limited: Any) -> None:
+def test_counters_that_cannot_be_charged_admit_nothing(make: Any, limited: Any, write_locked: Any) -> None:
     gw = make(db_busy_timeout_ms=200, policy_dir=limited(q1={"requests_per_minute_per_key": 5}))
     app = gw.key("q1")
-    blocker = sqlite3.connect(Path(gw.runtime.settings.db_url.removeprefix("sqlite:///")), timeout=0)
-    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock past the gateway's busy timeout
-    try:
+    with write_locked(gw):  # another process holds the write lock past the gateway's busy timeout
         resp = gw.client.post("/v1/generations", json=TEMPLATE, headers=app)
-    finally:
-        blocker.rollback()
-        blocker.close()
     assert resp.status_code == 503 and "quota counters" in resp.json()["detail"]
     assert counts(gw, "q1")["generations"] == 0 and counters(gw) == {}

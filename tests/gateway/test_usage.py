@@ -4,9 +4,7 @@ the stored assets, cost from the configured prices, each tenant its own and audi
 from __future__ import annotations
 
 import secrets
-import sqlite3
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,16 +83,11 @@ def test_every_generation_entry_has_its_usage_row_and_no_other_has_one(make_gate
     assert {r.audit_entry_id for r in rows} == {g.audit_entry_id for g in decided}
 
 
-def test_a_failed_audit_commit_leaves_no_usage(make_gateway: Any) -> None:
+def test_a_failed_audit_commit_leaves_no_usage(make_gateway: Any, write_locked: Any) -> None:
     gw = make_gateway(db_busy_timeout_ms=200, quotas=False)  # (with quotas the edge's charge would fail first)
     app = gw.key("u1")
-    blocker = sqlite3.connect(Path(gw.runtime.settings.db_url.removeprefix("sqlite:///")), timeout=0)
-    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock past the gateway's busy timeout
-    try:
+    with write_locked(gw):  # another process holds the write lock past the gateway's busy timeout
         resp = gw.client.post("/v1/generations", json=PROMPT, headers=app)
-    finally:
-        blocker.rollback()
-        blocker.close()
     assert resp.status_code == 503, resp.text
     assert "audit log" in resp.json()["detail"]
     with Session(gw.runtime.db) as s:
